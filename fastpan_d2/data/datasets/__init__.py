@@ -1,0 +1,1 @@
+"""Dataset registration (real datasets and the built-in synthetic one)."""

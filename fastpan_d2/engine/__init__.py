@@ -1,0 +1,1 @@
+"""Trainer, launch helpers and the inference timing hook."""

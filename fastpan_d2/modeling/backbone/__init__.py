@@ -1,0 +1,1 @@
+"""Backbones shared by the networks (ResNet/FPN variants built on detectron2)."""

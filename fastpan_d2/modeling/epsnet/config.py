@@ -1,0 +1,6 @@
+"""Config keys of epsnet (defaults are the paper's values)."""
+from detectron2.config import CfgNode as CN
+
+
+def add_epsnet_config(cfg):
+    pass
