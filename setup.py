@@ -14,7 +14,6 @@ setup(
         "detectron2>=0.6",
         "fvcore",
         "pycocotools",
-        "panopticapi",
         "opencv-python-headless",
         "shapely",
         "scipy",
