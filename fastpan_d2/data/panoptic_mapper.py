@@ -76,10 +76,14 @@ class PanopticDatasetMapper:
         pan_seg = None
         if "pan_seg_file_name" in dataset_dict:
             pan_rgb = read_image_or_fail(dataset_dict["pan_seg_file_name"], "RGB")
-            pan_seg = rgb_to_id(pan_rgb)
+            # float64 holds every 24-bit segment id exactly, and detectron2's resize of a
+            # non-uint8 map uses torch's nearest interpolation, which has no int64 kernel.
+            pan_seg = rgb_to_id(pan_rgb).astype(np.float64)
         aug_input = T.AugInput(image, sem_seg=pan_seg)
         self.augmentations(aug_input)
         image, pan_seg = aug_input.image, aug_input.sem_seg
+        if pan_seg is not None:
+            pan_seg = np.rint(pan_seg).astype(np.int64)
         h, w = image.shape[:2]
         dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         if pan_seg is None:

@@ -1,1 +1,14 @@
-"""Dataset registration (real datasets and the built-in synthetic one)."""
+"""Dataset registration (real datasets and the built-in synthetic one).
+
+Importing this package registers ``fastpan_shapes_{train,val}`` (+ ``_separated``) with the default
+options (generated lazily on first use) and the real datasets under ``$DETECTRON2_DATASETS``.
+"""
+from .synthetic import (  # noqa: F401
+    configure_synthetic,
+    configure_synthetic_from_cfg,
+    ensure_synthetic,
+    generate_synthetic,
+    get_synthetic_metadata,
+)
+
+configure_synthetic()
