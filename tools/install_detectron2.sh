@@ -14,7 +14,7 @@
 set -euo pipefail
 PY=${1:-python}
 HERE=$(cd "$(dirname "$0")" && pwd)
-D2_UPSTREAM_COMMIT=${D2_UPSTREAM_COMMIT:-8c4a333ceb8df05348759443d0206302485890e0}  # v0.6 + fixes (2023-05)
+D2_UPSTREAM_COMMIT=${D2_UPSTREAM_COMMIT:-e0ec4e189d438848521aee7926f9900e114229f5}  # upstream main, builds with torch 2.x
 SDIST_URL=https://files.pythonhosted.org/packages/60/26/48f5bbb7ee492696a21da23303daeecdfe3942c498a70d34108acf63b2bd/pb1-detectron2-0.6.tar.gz
 SDIST_SHA256=5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29
 
