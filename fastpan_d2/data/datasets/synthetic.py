@@ -37,13 +37,10 @@ import tempfile
 
 import cv2
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets.coco_panoptic import (
-    load_coco_panoptic_json,
-    register_coco_panoptic,
-    register_coco_panoptic_separated,
-)
 from pycocotools import mask as mask_util
+
+from .builtin_meta import panoptic_metadata, separated_metadata
+from .registration import register_panoptic_dataset, register_separated_dataset
 
 __all__ = [
     "SYNTHETIC_CATEGORIES",
@@ -370,68 +367,24 @@ def ensure_synthetic(out_dir, seed=0, image_size=(128, 128), num_train=300, num_
 # ----------------------------------------------------------------------------------------------
 def get_synthetic_metadata():
     """detectron2's standard (non-separated) panoptic metadata: stuff_classes lists all classes."""
-    names = [c["name"] for c in SYNTHETIC_CATEGORIES]
-    colors = [c["color"] for c in SYNTHETIC_CATEGORIES]
-    return {
-        "thing_classes": names,
-        "thing_colors": colors,
-        "stuff_classes": names,
-        "stuff_colors": colors,
-        "thing_dataset_id_to_contiguous_id": {
-            c["id"]: i for i, c in enumerate(SYNTHETIC_CATEGORIES) if c["isthing"]
-        },
-        "stuff_dataset_id_to_contiguous_id": {
-            c["id"]: i for i, c in enumerate(SYNTHETIC_CATEGORIES) if not c["isthing"]
-        },
-    }
+    return panoptic_metadata(SYNTHETIC_CATEGORIES)
 
 
 def get_synthetic_separated_metadata():
     """Metadata of the separated form (Panoptic FPN): thing classes 0..4, stuff 0 = "things", 1..4."""
-    things = [c for c in SYNTHETIC_CATEGORIES if c["isthing"]]
-    stuff = [c for c in SYNTHETIC_CATEGORIES if not c["isthing"]]
-    stuff_map = {c["id"]: i + 1 for i, c in enumerate(stuff)}
-    stuff_map[0] = 0
-    return {
-        "thing_classes": [c["name"] for c in things],
-        "thing_colors": [c["color"] for c in things],
-        "thing_dataset_id_to_contiguous_id": {c["id"]: i for i, c in enumerate(things)},
-        "stuff_classes": ["things"] + [c["name"] for c in stuff],
-        "stuff_colors": [[82, 18, 128]] + [c["color"] for c in stuff],
-        "stuff_dataset_id_to_contiguous_id": stuff_map,
-    }
-
-
-_CURRENT = {}
+    return separated_metadata(SYNTHETIC_CATEGORIES)
 
 
 def _default_root():
     return os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "fastpan_shapes")
 
 
-def _unregister(name):
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-    if name in MetadataCatalog.list():
-        MetadataCatalog.remove(name)
-
-
-def _lazy(name, ensure, load):
-    """Replace the DatasetCatalog entry ``name`` with one that first generates the data."""
-    DatasetCatalog.remove(name)
-
-    def loader():
-        ensure()
-        return load()
-
-    DatasetCatalog.register(name, loader)
-
-
 def configure_synthetic(root=None, seed=0, image_size=(128, 128), num_train=300, num_val=50):
     """(Re)register ``fastpan_shapes_{train,val}`` and their ``_separated`` forms with these options.
 
     Nothing is generated here: the first ``DatasetCatalog.get`` of any of the names generates the
-    whole setting (both splits); the MetadataCatalog paths are final already.
+    whole setting (both splits); the MetadataCatalog paths are final already, so
+    COCOPanopticEvaluator finds the ground truth once the data was loaded once.
     Returns the setting folder.
     """
     root = os.path.abspath(root or _default_root())
@@ -439,34 +392,29 @@ def configure_synthetic(root=None, seed=0, image_size=(128, 128), num_train=300,
     out_dir = synthetic_setting_dir(root, seed, image_size, num_train, num_val)
 
     def ensure():
-        return ensure_synthetic(out_dir, seed, image_size, num_train, num_val)
+        ensure_synthetic(out_dir, seed, image_size, num_train, num_val)
 
-    meta = get_synthetic_metadata()
-    sep_meta = get_synthetic_separated_metadata()
+    how = f"generating it failed; delete {out_dir} and retry"
     for split in SPLITS:
         name = f"fastpan_shapes_{split}"
-        for n in (name, name + "_separated", name + "_stuffonly"):
-            _unregister(n)
-        image_root = os.path.join(out_dir, split)
-        panoptic_root = os.path.join(out_dir, f"panoptic_{split}")
-        panoptic_json = os.path.join(out_dir, "annotations", f"panoptic_{split}.json")
-        instances_json = os.path.join(out_dir, "annotations", f"instances_{split}.json")
-        sem_seg_root = os.path.join(out_dir, f"panoptic_stuff_{split}")
-
-        register_coco_panoptic(name, meta, image_root, panoptic_root, panoptic_json, instances_json)
-        _lazy(
+        paths = dict(
+            image_root=os.path.join(out_dir, split),
+            panoptic_root=os.path.join(out_dir, f"panoptic_{split}"),
+            panoptic_json=os.path.join(out_dir, "annotations", f"panoptic_{split}.json"),
+            instances_json=os.path.join(out_dir, "annotations", f"instances_{split}.json"),
+        )
+        register_panoptic_dataset(
+            name, get_synthetic_metadata(), how=how, before_load=ensure, synthetic_dir=out_dir, **paths
+        )
+        register_separated_dataset(
             name,
-            ensure,
-            lambda a=(panoptic_json, image_root, panoptic_root, meta): load_coco_panoptic_json(*a),
+            get_synthetic_separated_metadata(),
+            sem_seg_root=os.path.join(out_dir, f"panoptic_stuff_{split}"),
+            how=how,
+            before_load=ensure,
+            synthetic_dir=out_dir,
+            **paths,
         )
-        register_coco_panoptic_separated(
-            name, sep_meta, image_root, panoptic_root, panoptic_json, sem_seg_root, instances_json
-        )
-        for n in (name + "_separated", name + "_stuffonly"):
-            _lazy(n, ensure, DatasetCatalog[n])
-            MetadataCatalog.get(n).set(synthetic_dir=out_dir)
-        MetadataCatalog.get(name).set(synthetic_dir=out_dir)
-    _CURRENT.update(root=root, seed=seed, image_size=image_size, num_train=num_train, num_val=num_val)
     return out_dir
 
 
