@@ -104,8 +104,12 @@ def load_cityscapes_panoptic_checked(image_dir, gt_dir, gt_json, meta, name, how
     check_paths(name, [image_dir, gt_dir, gt_json], how)
     with open(gt_json) as f:
         json_info = json.load(f)
+    try:
+        files = get_cityscapes_panoptic_files(image_dir, gt_dir, json_info)
+    except AssertionError as e:  # detectron2 asserts on a missing image / annotation file
+        raise FileNotFoundError(f"{name}: {e} (in {image_dir} / {gt_dir}): {how}") from None
     ret = []
-    for image_file, label_file, segments_info in get_cityscapes_panoptic_files(image_dir, gt_dir, json_info):
+    for image_file, label_file, segments_info in files:
         stem = os.path.splitext(os.path.basename(image_file))[0]
         ret.append(
             {
