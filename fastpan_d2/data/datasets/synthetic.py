@@ -30,7 +30,6 @@ Category ids: things 1..5, stuff 6..9, so the contiguous ids are things 0..4 and
 Registered names: ``fastpan_shapes_{train,val}`` (detectron2's standard/non-separated panoptic form,
 what fastpan_d2's networks use) and ``fastpan_shapes_{train,val}_separated`` (Panoptic FPN).
 """
-import json
 import os
 import shutil
 import tempfile
@@ -40,6 +39,13 @@ import numpy as np
 from pycocotools import mask as mask_util
 
 from .builtin_meta import panoptic_metadata, separated_metadata
+from .panoptic_io import (
+    segments_info_from_ids,
+    semantic_from_panoptic,
+    separated_semantic_lut,
+    write_json,
+    write_panoptic_png,
+)
 from .registration import register_panoptic_dataset, register_separated_dataset
 
 __all__ = [
@@ -230,36 +236,9 @@ def render_synthetic_image(rng, image_size):
 # ----------------------------------------------------------------------------------------------
 # Ground truth files
 # ----------------------------------------------------------------------------------------------
-def _id2rgb(seg):
-    return np.stack([seg % 256, (seg // 256) % 256, seg // 65536], -1).astype(np.uint8)
-
-
-def _write_png(path, rgb_or_gray):
-    arr = rgb_or_gray
-    if arr.ndim == 3:
-        arr = arr[..., ::-1]  # cv2 writes BGR
-    if not cv2.imwrite(path, np.ascontiguousarray(arr)):
+def _write_png(path, gray):
+    if not cv2.imwrite(path, np.ascontiguousarray(gray)):
         raise OSError(f"Cannot write {path}")
-
-
-def _segment_stats(seg, ids):
-    """area and COCO bbox [x, y, w, h] of every id in ``ids`` (tight box of its pixels)."""
-    h, w = seg.shape
-    area = np.bincount(seg.ravel(), minlength=int(seg.max()) + 1)
-    out = {}
-    rows_any = np.zeros((len(ids), h), bool)
-    cols_any = np.zeros((len(ids), w), bool)
-    for j, sid in enumerate(ids):
-        m = seg == sid
-        rows_any[j] = m.any(1)
-        cols_any[j] = m.any(0)
-    for j, sid in enumerate(ids):
-        ys, xs = np.nonzero(rows_any[j])[0], np.nonzero(cols_any[j])[0]
-        out[sid] = (
-            int(area[sid]),
-            [int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1)],
-        )
-    return out
 
 
 def _generate_split(out_dir, split, seed, image_size, num):
@@ -269,9 +248,7 @@ def _generate_split(out_dir, split, seed, image_size, num):
     sem_dir = os.path.join(out_dir, f"panoptic_stuff_{split}")
     for d in (img_dir, pan_dir, sem_dir):
         os.makedirs(d)
-    stuff_to_sem = np.full(len(SYNTHETIC_CATEGORIES) + 1, 255, np.uint8)
-    stuff_to_sem[1:6] = 0  # things
-    stuff_to_sem[6:10] = np.arange(1, 5)
+    sem_lut = separated_semantic_lut(SYNTHETIC_CATEGORIES)
     split_key = SPLITS.index(split)
     images, pan_anns, inst_anns = [], [], []
     for i in range(num):
@@ -279,27 +256,21 @@ def _generate_split(out_dir, split, seed, image_size, num):
         img, seg, segments = render_synthetic_image(rng, (h, w))
         stem = f"{i:06d}"
         cv2.imwrite(os.path.join(img_dir, stem + ".jpg"), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
-        _write_png(os.path.join(pan_dir, stem + ".png"), _id2rgb(seg))
-        cat_of = np.zeros(int(seg.max()) + 1, np.int64)
-        for sid, cat in segments:
-            cat_of[sid] = cat
-        _write_png(os.path.join(sem_dir, stem + ".png"), stuff_to_sem[cat_of[seg]])
-        stats = _segment_stats(seg, [sid for sid, _ in segments])
-        infos = []
-        for sid, cat in segments:
-            area, bbox = stats[sid]
-            infos.append({"id": sid, "category_id": cat, "iscrowd": 0, "bbox": bbox, "area": area})
-            if cat <= 5:
-                rle = mask_util.encode(np.asfortranarray(seg == sid))
+        write_panoptic_png(os.path.join(pan_dir, stem + ".png"), seg)
+        infos = segments_info_from_ids(seg, dict(segments))
+        _write_png(os.path.join(sem_dir, stem + ".png"), semantic_from_panoptic(seg, infos, sem_lut))
+        for s in infos:
+            if s["category_id"] <= 5:  # things
+                rle = mask_util.encode(np.asfortranarray(seg == s["id"]))
                 rle["counts"] = rle["counts"].decode("ascii")
                 inst_anns.append(
                     {
                         "id": len(inst_anns) + 1,
                         "image_id": i,
-                        "category_id": cat,
+                        "category_id": s["category_id"],
                         "segmentation": rle,
-                        "area": area,
-                        "bbox": bbox,
+                        "area": s["area"],
+                        "bbox": s["bbox"],
                         "iscrowd": 0,
                     }
                 )
@@ -308,20 +279,19 @@ def _generate_split(out_dir, split, seed, image_size, num):
     info = {"description": f"fastpan_shapes {split} (seed {seed}, {h}x{w}, {num} images)"}
     ann_dir = os.path.join(out_dir, "annotations")
     os.makedirs(ann_dir, exist_ok=True)
-    with open(os.path.join(ann_dir, f"panoptic_{split}.json"), "w") as f:
-        json.dump(
-            {"info": info, "images": images, "annotations": pan_anns, "categories": SYNTHETIC_CATEGORIES}, f
-        )
-    with open(os.path.join(ann_dir, f"instances_{split}.json"), "w") as f:
-        json.dump(
-            {
-                "info": info,
-                "images": images,
-                "annotations": inst_anns,
-                "categories": [c for c in SYNTHETIC_CATEGORIES if c["isthing"]],
-            },
-            f,
-        )
+    write_json(
+        os.path.join(ann_dir, f"panoptic_{split}.json"),
+        {"info": info, "images": images, "annotations": pan_anns, "categories": SYNTHETIC_CATEGORIES},
+    )
+    write_json(
+        os.path.join(ann_dir, f"instances_{split}.json"),
+        {
+            "info": info,
+            "images": images,
+            "annotations": inst_anns,
+            "categories": [c for c in SYNTHETIC_CATEGORIES if c["isthing"]],
+        },
+    )
 
 
 def synthetic_setting_dir(root, seed, image_size, num_train, num_val):
@@ -340,10 +310,9 @@ def generate_synthetic(out_dir, seed=0, image_size=(128, 128), num_train=300, nu
     try:
         for split, num in zip(SPLITS, (num_train, num_val)):
             _generate_split(tmp, split, int(seed), tuple(int(s) for s in image_size), int(num))
-        with open(os.path.join(tmp, "settings.json"), "w") as f:
-            json.dump(
-                {"seed": seed, "image_size": list(image_size), "num_train": num_train,
-                 "num_val": num_val, "format_version": FORMAT_VERSION}, f)  # fmt: skip
+        settings = {"seed": seed, "image_size": list(image_size), "num_train": num_train,
+                    "num_val": num_val, "format_version": FORMAT_VERSION}  # fmt: skip
+        write_json(os.path.join(tmp, "settings.json"), settings)
         try:
             os.rename(tmp, out_dir)
         except OSError:
