@@ -83,16 +83,9 @@ def main(argv=None):
                     f"(annotations_instance.tar) into {args.ade_dir}"
                 )
         stems = sorted(os.path.splitext(f)[0] for f in os.listdir(folders[2]) if f.endswith(".png"))
-        n = write_panoptic_dataset(
-            [(s, args.ade_dir, dirname) for s in stems],
-            convert_item,
-            os.path.join(args.ade_dir, f"ade20k_panoptic_{split}"),
-            os.path.join(args.ade_dir, f"ade20k_panoptic_{split}.json"),
-            ADE20K_PANOPTIC_CATEGORIES,
-            workers=args.workers,
-        )
-        print(f"ade20k_panoptic_{split}: {n} images")
-
+        items = [(s, args.ade_dir, dirname) for s in stems]
+        png_dir = os.path.join(args.ade_dir, f"ade20k_panoptic_{split}")
+        write_panoptic_dataset(items, convert_item, png_dir, ADE20K_PANOPTIC_CATEGORIES, args.workers)
 
 if __name__ == "__main__":
     main()

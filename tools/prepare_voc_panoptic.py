@@ -100,16 +100,9 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores; 0 = none)")
     args = ap.parse_args(argv)
     for split, items in build_splits(args.voc_dir, args.sbd_dir).items():
-        n = write_panoptic_dataset(
-            [(stem, src, args.voc_dir, args.sbd_dir) for stem, src in items],
-            convert_item,
-            os.path.join(args.voc_dir, f"panoptic_{split}"),
-            os.path.join(args.voc_dir, f"panoptic_{split}.json"),
-            VOC_PANOPTIC_CATEGORIES,
-            workers=args.workers,
-        )
-        print(f"voc_2012_panoptic_{split}: {n} images")
-
+        items = [(stem, src, args.voc_dir, args.sbd_dir) for stem, src in items]
+        png_dir = os.path.join(args.voc_dir, f"panoptic_{split}")
+        write_panoptic_dataset(items, convert_item, png_dir, VOC_PANOPTIC_CATEGORIES, args.workers)
 
 if __name__ == "__main__":
     main()

@@ -116,14 +116,15 @@ def _convert_and_write(args):
     return image_info, ann
 
 
-def write_panoptic_dataset(items, convert_fn, png_dir, json_file, categories, workers=None, log_every=1000):
+def write_panoptic_dataset(items, convert_fn, png_dir, categories, workers=None, log_every=1000):
     """Convert every item with ``convert_fn(item) -> (image_info, ids, {segment id: category id})``
     (``image_info``: COCO image dict with id, file_name, height, width) into COCO panoptic PNGs in
-    ``png_dir`` and one JSON ``json_file`` (written last, atomically). ``convert_fn`` must be a
-    module-level function when ``workers != 0`` (it runs in a process pool)."""
+    ``png_dir`` and the JSON ``png_dir + ".json"`` (written last, atomically). ``convert_fn`` must be
+    a module-level function when ``workers != 0`` (it runs in a process pool)."""
     from multiprocessing import Pool
 
     os.makedirs(png_dir, exist_ok=True)
+    json_file = png_dir.rstrip("/") + ".json"
     jobs = [(convert_fn, it, png_dir) for it in items]
     images, anns = [], []
 
@@ -140,4 +141,5 @@ def write_panoptic_dataset(items, convert_fn, png_dir, json_file, categories, wo
         with Pool(workers) as pool:
             collect(pool.imap(_convert_and_write, jobs, chunksize=16))
     write_json(json_file, {"images": images, "annotations": anns, "categories": categories})
+    print(f"{json_file}: {len(anns)} images", flush=True)
     return len(anns)
