@@ -228,3 +228,13 @@ def test_separated_form_loads(synthetic_small):
     assert all(os.path.isfile(d["sem_seg_file_name"]) for d in dicts)
     assert {a["category_id"] for d in dicts for a in d["annotations"]} <= set(range(5))
     assert len(DatasetCatalog.get("fastpan_shapes_val_stuffonly")) == SMALL["num_val"]
+
+
+def test_foreign_folder_in_the_way_is_a_clear_error(tmp_path):
+    target = tmp_path / "v1_seed0_32x32_train1_val1"
+    target.mkdir()
+    (target / "mine.txt").write_text("not a dataset")
+    with pytest.raises(OSError, match="not a complete dataset"):
+        generate_synthetic(str(target), seed=0, image_size=(32, 32), num_train=1, num_val=1)
+    assert (target / "mine.txt").read_text() == "not a dataset"
+    assert os.listdir(tmp_path) == [target.name]  # the temporary folder is gone

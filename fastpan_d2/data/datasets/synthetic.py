@@ -315,9 +315,13 @@ def generate_synthetic(out_dir, seed=0, image_size=(128, 128), num_train=300, nu
         write_json(os.path.join(tmp, "settings.json"), settings)
         try:
             os.rename(tmp, out_dir)
-        except OSError:
+        except OSError as e:
             if not os.path.isfile(os.path.join(out_dir, "settings.json")):
-                raise
+                raise OSError(
+                    f"Cannot create the synthetic dataset at {out_dir}: it exists but is not a complete "
+                    f"dataset (no settings.json); delete it and retry ({e})"
+                ) from None
+            # else: another process finished the same setting first; keep its result
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
