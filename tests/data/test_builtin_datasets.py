@@ -13,6 +13,7 @@ from fastpan_d2.data.datasets import register_all_builtin
 REAL = {
     "coco_2017_val_panoptic": "coco",
     "coco_2017_train_panoptic_separated": "coco",
+    "coco_2017_val_100_panoptic_stuffonly": "coco",
     "cityscapes_fine_panoptic_val": "cityscapes",
     "ade20k_panoptic_train": "ADEChallengeData2016",
     "mapillary_vistas_panoptic_val": "mapillary_vistas",

@@ -64,19 +64,23 @@ def register_all_coco_panoptic(root):
         "; then run `python tools/prepare_panoptic_separated.py --coco` for the semantic PNGs and put "
         f"instances_*2017.json (annotations_trainval2017.zip) in {os.path.join(root, 'coco', 'annotations')} {_SEE}"
     )
-    for split in ("train", "val"):
-        name = f"coco_2017_{split}_panoptic"
+    # (name, image folder, annotation suffix); val_100 is detectron2's 100-image subset
+    for name, images, ann in (
+        ("coco_2017_train_panoptic", "train2017", "train2017"),
+        ("coco_2017_val_panoptic", "val2017", "val2017"),
+        ("coco_2017_val_100_panoptic", "val2017", "val2017_100"),
+    ):
         paths = dict(
-            image_root=os.path.join(root, "coco", f"{split}2017"),
-            panoptic_root=os.path.join(root, "coco", f"panoptic_{split}2017"),
-            panoptic_json=os.path.join(root, "coco", "annotations", f"panoptic_{split}2017.json"),
-            instances_json=os.path.join(root, "coco", "annotations", f"instances_{split}2017.json"),
+            image_root=os.path.join(root, "coco", images),
+            panoptic_root=os.path.join(root, "coco", f"panoptic_{ann}"),
+            panoptic_json=os.path.join(root, "coco", "annotations", f"panoptic_{ann}.json"),
+            instances_json=os.path.join(root, "coco", "annotations", f"instances_{ann}.json"),
         )
         register_panoptic_dataset(name, _get_builtin_metadata("coco_panoptic_standard"), how=how_std, **paths)
         register_separated_dataset(
             name,
             _get_builtin_metadata("coco_panoptic_separated"),
-            sem_seg_root=os.path.join(root, "coco", f"panoptic_stuff_{split}2017"),
+            sem_seg_root=os.path.join(root, "coco", f"panoptic_stuff_{ann}"),
             how=how_sep,
             **paths,
         )
