@@ -1,13 +1,12 @@
 """COCOPanopticEvaluator on fastpan_shapes_val: ground truth as predictions gives PQ 100, and a
 hand-damaged prediction gives the PQ computed by hand here."""
-import os
 from collections import defaultdict
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.evaluation import COCOPanopticEvaluator
 
 

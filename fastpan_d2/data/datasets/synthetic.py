@@ -185,7 +185,7 @@ def render_synthetic_image(rng, image_size):
     # --- things ---
     n = int(rng.integers(2, 9))
     same_class_overlap = rng.random() < 0.5
-    drawn = []  # (segment id, full mask)
+    drawn = []  # (segment id, drawn mask, class, centre y, centre x, radius)
     next_id = k + 1
     for i in range(n):
         for _attempt in range(15):
