@@ -39,29 +39,69 @@ def _write_pan(path, ids):
     assert cv2.imwrite(str(path), rgb[..., ::-1])
 
 
-def _fake_ade(root, category_ids):
-    base = root / "ADEChallengeData2016"
-    (base / "images" / "validation").mkdir(parents=True)
-    (base / "ade20k_panoptic_val").mkdir()
-    cv2.imwrite(str(base / "images" / "validation" / "ADE_val_00000001.jpg"), np.zeros((8, 10, 3), np.uint8))
+def _fake_coco_format(image_dir, png_dir, json_file, stem, category_ids):
+    """One 8x10 image with two segments (ids 1, 2) of the given dataset category ids."""
+    os.makedirs(image_dir, exist_ok=True)
+    os.makedirs(png_dir, exist_ok=True)
+    cv2.imwrite(os.path.join(image_dir, stem + ".jpg"), np.zeros((8, 10, 3), np.uint8))
     ids = np.ones((8, 10), np.int64)
     ids[2:5, 3:7] = 2
-    _write_pan(base / "ade20k_panoptic_val" / "ADE_val_00000001.png", ids)
+    _write_pan(os.path.join(png_dir, stem + ".png"), ids)
     infos = [
         {"id": i + 1, "category_id": c, "iscrowd": 0, "area": int((ids == i + 1).sum()), "bbox": [0, 0, 1, 1]}
         for i, c in enumerate(category_ids)
     ]
-    with open(base / "ade20k_panoptic_val.json", "w") as f:
+    with open(json_file, "w") as f:
         json.dump(
             {
-                "images": [{"id": "ADE_val_00000001", "file_name": "ADE_val_00000001.jpg", "height": 8, "width": 10}],
-                "annotations": [
-                    {"image_id": "ADE_val_00000001", "file_name": "ADE_val_00000001.png", "segments_info": infos}
-                ],
+                "images": [{"id": stem, "file_name": stem + ".jpg", "height": 8, "width": 10}],
+                "annotations": [{"image_id": stem, "file_name": stem + ".png", "segments_info": infos}],
             },
             f,
         )
+
+
+def _fake_ade(root, category_ids):
+    base = root / "ADEChallengeData2016"
+    _fake_coco_format(
+        str(base / "images" / "validation"),
+        str(base / "ade20k_panoptic_val"),
+        str(base / "ade20k_panoptic_val.json"),
+        "ADE_val_00000001",
+        category_ids,
+    )
     return base
+
+
+@pytest.mark.parametrize(
+    "name, image_dir, png_dir, json_file, cats, expected",
+    [
+        (
+            "mapillary_vistas_panoptic_val",
+            "mapillary_vistas/validation/images",
+            "mapillary_vistas/validation/v1.2/panoptic",
+            "mapillary_vistas/validation/v1.2/panoptic/panoptic_2018.json",
+            [28, 56],  # sky (stuff), car (thing)
+            [(27, False), (55, True)],
+        ),
+        (
+            "coco_2017_val_panoptic",
+            "coco/val2017",
+            "coco/panoptic_val2017",
+            "coco/annotations/panoptic_val2017.json",
+            [200, 1],  # rug-merged (stuff, the last of 133), person (thing)
+            [(132, False), (0, True)],
+        ),
+    ],
+)
+def test_documented_layouts_load(tmp_path, fresh_registry, name, image_dir, png_dir, json_file, cats, expected):
+    os.makedirs(os.path.dirname(tmp_path / json_file), exist_ok=True)
+    _fake_coco_format(str(tmp_path / image_dir), str(tmp_path / png_dir), str(tmp_path / json_file), "x1", cats)
+    register_all_builtin(str(tmp_path))
+    (d,) = DatasetCatalog.get(name)
+    assert [(s["category_id"], s["isthing"]) for s in d["segments_info"]] == expected
+    meta = MetadataCatalog.get(name)
+    assert meta.panoptic_json == str(tmp_path / json_file) and meta.panoptic_root == str(tmp_path / png_dir)
 
 
 def test_partially_prepared_names_the_missing_part(tmp_path, fresh_registry):
