@@ -7,11 +7,11 @@
 """
 import logging
 
+import fastpan_d2  # noqa: F401  (first: registers META_ARCHs and datasets, quiets import warnings)
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
-import fastpan_d2  # noqa: F401  (registers META_ARCHs and datasets)
 from fastpan_d2.engine import Trainer, exit_on_user_error, launch, load_cfg, setup_cfg
 
 

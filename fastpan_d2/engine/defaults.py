@@ -5,6 +5,8 @@ import sys
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import get_fastpan_cfg
 
@@ -35,6 +37,9 @@ def load_cfg(config_file=None, opts=()):
     except KeyError as e:
         raise UserInputError(f"unknown config key on the command line: {e.args[0]}") from None
     except (ValueError, AssertionError) as e:
+        if str(e).startswith("Non-existent key: "):  # yacs' merge_from_list
+            key = str(e)[len("Non-existent key: "):]
+            raise UserInputError(f"unknown config key on the command line: {key}") from None
         raise UserInputError(f"bad config override {opts}: {e}") from None
     registered = set(DatasetCatalog.list())
     for name in tuple(cfg.DATASETS.TRAIN) + tuple(cfg.DATASETS.TEST):
@@ -53,6 +58,7 @@ def setup_cfg(config_file=None, opts=(), args=None, freeze=True):
         cfg.freeze()
     if args is not None:
         default_setup(cfg, args)
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="fastpan_d2", abbrev_name="fastpan")
     return cfg
 
 
