@@ -21,6 +21,14 @@ from ..common.deform_conv import ModulatedDeformConv2d
 __all__ = ["LPSNetBoxHead", "LPSNetSemSegHead"]
 
 
+def _norm(norm, channels):
+    """detectron2's ``get_norm``, except that GN keeps >= 2 channels per group: 32 groups from
+    64 channels on (all real widths), fewer for the toy widths of tests (a 1x1 P7 needs > 1 value)."""
+    if norm == "GN":
+        return nn.GroupNorm(math.gcd(32, max(channels // 2, 1)), channels)
+    return get_norm(norm, channels)
+
+
 class Scale(nn.Module):
     def __init__(self, init=1.0):
         super().__init__()
@@ -37,7 +45,7 @@ class LPSNetBoxHead(nn.Module):
         self.strides = list(strides)
         layers = []
         for _ in range(num_convs):
-            layers += [nn.Conv2d(in_channels, in_channels, 3, padding=1), get_norm(norm, in_channels) or nn.Identity(),
+            layers += [nn.Conv2d(in_channels, in_channels, 3, padding=1), _norm(norm, in_channels) or nn.Identity(),
                        nn.ReLU()]
         self.tower = nn.Sequential(*layers)
         self.box_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
@@ -84,7 +92,7 @@ class LPSNetSemSegHead(nn.Module):
             layers = []
             for k in range(num_convs):
                 cin = c if k == 0 else conv_dims
-                n = get_norm(norm, conv_dims)
+                n = _norm(norm, conv_dims)
                 if deformable:
                     layers.append(ModulatedDeformConv2d(cin, conv_dims, 3, bias=not norm, norm=n, activation=F.relu))
                 else:
