@@ -1,9 +1,12 @@
 """Helpers of the FPSNet tests: a tiny config and hand-built input dicts."""
+import os
+
 import torch
 from detectron2.structures import BitMasks, Instances
 
 from fastpan_d2.config import get_fastpan_cfg
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 # Synthetic dataset's classes: things contiguous 0..4, stuff 5..8.
 NUM_THINGS = 5
 
@@ -11,7 +14,7 @@ NUM_THINGS = 5
 def tiny_cfg(**fpsnet):
     """FPSNet on a ResNet-18-FPN with every width cut down, for fast tests."""
     cfg = get_fastpan_cfg()
-    cfg.merge_from_file("configs/Synthetic-PanopticSegmentation/fpsnet.yaml")
+    cfg.merge_from_file(os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/fpsnet.yaml"))
     cfg.MODEL.FPN.OUT_CHANNELS = 16
     cfg.MODEL.RETINANET.NUM_CONVS = 1
     cfg.MODEL.FPSNET.FEATURE_DIM = 16

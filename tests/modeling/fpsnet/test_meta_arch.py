@@ -8,7 +8,7 @@ from detectron2.utils.events import EventStorage
 from fastpan_d2.modeling.common.stage_timer import StageRecorder
 from fastpan_d2.modeling.fpsnet.targets import IGNORE
 
-from fpsnet_testutils import make_input, tiny_cfg
+from .fpsnet_testutils import make_input, tiny_cfg
 
 
 def build(**fpsnet):
