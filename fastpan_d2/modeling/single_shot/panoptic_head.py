@@ -25,16 +25,23 @@ from typing import List, Optional
 
 import torch
 from detectron2.config import configurable
+from torch.nn import functional as F
 
 POLICIES = ("highest_confidence", "smallest_first", "closest_center")
 
 
-def box_masks(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(D, H, W) bool: pixel (y, x) lies in box b when its centre (x+.5, y+.5) is inside b."""
+def box_rows_cols(boxes: torch.Tensor, height: int, width: int):
+    """(D, H) and (D, W) bool: the rows / columns whose pixel centres (x+.5, y+.5) lie in each box."""
     ys = torch.arange(height, device=boxes.device, dtype=boxes.dtype) + 0.5
     xs = torch.arange(width, device=boxes.device, dtype=boxes.dtype) + 0.5
-    rows = (ys[None] >= boxes[:, 1:2]) & (ys[None] < boxes[:, 3:4])  # (D, H)
-    cols = (xs[None] >= boxes[:, 0:1]) & (xs[None] < boxes[:, 2:3])  # (D, W)
+    rows = (ys[None] >= boxes[:, 1:2]) & (ys[None] < boxes[:, 3:4])
+    cols = (xs[None] >= boxes[:, 0:1]) & (xs[None] < boxes[:, 2:3])
+    return rows, cols
+
+
+def box_masks(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(D, H, W) bool: pixel (y, x) lies in box b when its centre (x+.5, y+.5) is inside b."""
+    rows, cols = box_rows_cols(boxes, height, width)
     return rows[:, :, None] & cols[:, None, :]
 
 
@@ -53,13 +60,20 @@ def closest_center_assignment(
 ) -> torch.Tensor:
     """Index of the candidate box whose centre is nearest to each pixel's predicted centre.
 
-    candidates: (D, H, W) bool; boxes: (D, 4); centers: (2, H, W) absolute (x, y) predicted centre
-    of the instance each pixel belongs to. Pixels without candidates get index 0.
+    candidates: (D, *P) bool; boxes: (D, 4); centers: (2, *P) absolute (x, y) predicted centre
+    of the instance each pixel belongs to (P: any pixel layout, e.g. (H, W) or a flat list).
+    Pixels without candidates get index 0.
     """
-    bc = (boxes[:, :2] + boxes[:, 2:]) / 2  # (D, 2)
-    dist = (centers[0][None] - bc[:, 0, None, None]) ** 2 + (centers[1][None] - bc[:, 1, None, None]) ** 2
-    dist = dist.masked_fill(~candidates, float("inf"))
-    return dist.argmin(dim=0)
+    bc = ((boxes[:, :2] + boxes[:, 2:]) / 2).view(-1, 2, *([1] * (centers.dim() - 1)))  # (D, 2, 1..)
+    dist = ((centers[None] - bc) ** 2).sum(dim=1)  # (D, *P)
+    return dist.masked_fill(~candidates, float("inf")).argmin(dim=0)
+
+
+def select_channels(x: torch.Tensor, ids: List[int]) -> torch.Tensor:
+    """``x[ids]``; a view when the ids are a contiguous ascending range (COCO, Cityscapes, ...)."""
+    if ids == list(range(ids[0], ids[0] + len(ids))):
+        return x.narrow(0, ids[0], len(ids))
+    return x.index_select(0, torch.as_tensor(ids, device=x.device))
 
 
 class SingleShotPanopticHead:
@@ -120,16 +134,13 @@ class SingleShotPanopticHead:
         """
         device = sem_logits.device
         _, H, W = sem_logits.shape
-        thing_ids = torch.as_tensor(self.thing_ids, device=device, dtype=torch.long)
-        stuff_ids = torch.as_tensor(self.stuff_ids, device=device, dtype=torch.long)
-
         kept = torch.nonzero(scores >= self.score_thresh).flatten()
         order = kept[policy_order(self.policy, boxes[kept], scores[kept])]  # indices into the input
         boxes, scores, classes = boxes[order], scores[order], classes[order].long()
         D = boxes.shape[0]
 
-        if len(self.stuff_ids):
-            stuff_val, stuff_arg = sem_logits.index_select(0, stuff_ids).max(dim=0)
+        if self.stuff_ids:
+            stuff_val, stuff_arg = select_channels(sem_logits, self.stuff_ids).max(dim=0)
         else:
             stuff_val = sem_logits.new_full((H, W), float("-inf"))
             stuff_arg = torch.zeros((H, W), dtype=torch.long, device=device)
@@ -137,23 +148,37 @@ class SingleShotPanopticHead:
         no_stuff = torch.full((1,), not self.stuff_ids, dtype=torch.bool, device=device)
 
         if D > 0:
-            inside = box_masks(boxes, H, W)  # (D, H, W)
-            crops = sem_logits.index_select(0, thing_ids[classes]).masked_fill(~inside, float("-inf"))
-            thing_val, det = crops.max(dim=0)  # first maximum = highest priority (HC / SF)
+            # Crops of one class copy the same slice X_c, so the best crop at a pixel is the best
+            # slice among the detected classes whose boxes cover it (U <= D slices, not D).
+            rows, cols = box_rows_cols(boxes, H, W)  # (D, H), (D, W)
+            det_classes, det_group = torch.unique(classes, return_inverse=True)  # (U,), (D,)
+            group = F.one_hot(det_group, len(det_classes)).t().to(sem_logits.dtype)  # (U, D)
+            rows_g = group[:, None, :] * rows.t().to(sem_logits.dtype)[None]  # (U, H, D)
+            covered = torch.matmul(rows_g, cols.to(sem_logits.dtype)) > 0  # (U, H, W): in a box of u
+            thing_ids = torch.as_tensor(self.thing_ids, device=device)
+            slices = sem_logits.index_select(0, thing_ids[det_classes]).masked_fill_(~covered, float("-inf"))
+            thing_val, best_group = slices.max(dim=0)
             is_thing = thing_val > stuff_val
+            # At the thing pixels: the winning class's boxes that contain the pixel (P, D); the
+            # policy picks one of them.
+            px = torch.nonzero(is_thing.view(-1)).flatten()
+            py, pxx = px // W, px % W
+            cand = rows.t()[py] & cols.t()[pxx] & (det_group[None] == best_group.view(-1)[px, None])
             if self.policy == "closest_center":
                 if centers is None:
                     raise ValueError("The closest-center policy needs instance centre predictions")
-                candidates = inside & (classes[:, None, None] == classes[det][None])
-                det = closest_center_assignment(candidates, boxes, centers)
-            det_area = torch.bincount(det[is_thing], minlength=D)
+                pick = closest_center_assignment(cand.t(), boxes, centers.reshape(2, -1)[:, px])
+            else:
+                pick = cand.to(torch.uint8).argmax(dim=1)  # first = highest priority (HC / SF)
+            det = torch.zeros(H * W, dtype=torch.long, device=device).index_put_((px,), pick).view(H, W)
+            det_area = torch.bincount(pick, minlength=D)
         else:
             is_thing = void
             det = torch.zeros((H, W), dtype=torch.long, device=device)
             det_area = torch.zeros(0, dtype=torch.long, device=device)
 
-        if self.unknown and len(self.thing_ids):
-            sem_thing = sem_logits.index_select(0, thing_ids).amax(dim=0) > stuff_val
+        if self.unknown and self.thing_ids:
+            sem_thing = select_channels(sem_logits, self.thing_ids).amax(dim=0) > stuff_val
             void = sem_thing & ~is_thing
         stuff_px = ~is_thing & ~void
         num_stuff = len(self.stuff_ids)

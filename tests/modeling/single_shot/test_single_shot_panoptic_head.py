@@ -212,3 +212,54 @@ def test_dataset_without_stuff_classes():
     X = torch.nn.functional.one_hot(labels, 2).permute(2, 0, 1).float()
     seg, info = h(X, torch.tensor([[0.0, 0.0, 2.0, 4.0]]), torch.tensor([0.9]), torch.tensor([0]))
     assert (seg[:, :2] == 1).all() and (seg[:, 2:] == 0).all() and len(info) == 1
+
+
+def reference_panoptic(X, boxes, scores, classes, policy, centers=None):
+    """The paper's definition written naively: stack Y = [X_stuff ; X_{c_i} cropped to b_i] (one
+    slice per detection, ordered by the policy's priority), argmax; same-class ties by the policy.
+    Returns per pixel (category id, input index of the detection or -1)."""
+    keep = (scores >= 0.4).nonzero().flatten()
+    order = keep[policy_order(policy, boxes[keep], scores[keep])]
+    C, H, W = X.shape
+    Y = [X[s] for s in STUFF]
+    inside = box_masks(boxes[order], H, W)
+    for k, d in enumerate(order.tolist()):
+        Y.append(X[THINGS[classes[d]]].masked_fill(~inside[k], float("-inf")))
+    val, arg = torch.stack(Y).max(0)
+    cat = torch.tensor(STUFF)[arg.clamp(max=len(STUFF) - 1)]
+    inst = torch.full((H, W), -1)
+    for y in range(H):
+        for x in range(W):
+            if arg[y, x] < len(STUFF):
+                continue
+            winner = order[arg[y, x] - len(STUFF)]
+            c = classes[winner]
+            cand = [d for k, d in enumerate(order.tolist()) if inside[k, y, x] and classes[d] == c]
+            if policy == "closest_center":
+                ctr = (boxes[cand, :2] + boxes[cand, 2:]) / 2
+                dist = ((ctr - centers[:, y, x]) ** 2).sum(1)
+                winner = cand[int(dist.argmin())]
+            else:
+                winner = cand[0]
+            cat[y, x], inst[y, x] = THINGS[c], winner
+    return cat, inst
+
+
+@pytest.mark.parametrize("policy", ["highest_confidence", "smallest_first", "closest_center"])
+def test_matches_the_naive_definition_on_random_inputs(policy):
+    g = torch.Generator().manual_seed(3)
+    H, W, D = 13, 17, 7
+    X = torch.randn(4, H, W, generator=g) * 3
+    X[:2] += 3  # things are likely where boxes are
+    xy = torch.rand(D, 2, generator=g) * torch.tensor([W, H]) * 0.7
+    boxes = torch.cat([xy, xy + 2 + torch.rand(D, 2, generator=g) * 9], 1)
+    scores = torch.rand(D, generator=g) * 0.7 + 0.3
+    scores[2] = 0.35  # one under the 0.4 threshold
+    classes = torch.randint(0, 2, (D,), generator=g)
+    centers = pixel_centers(H, W) + torch.randn(2, H, W, generator=g) * 3
+    seg, info = head(policy=policy)(X, boxes, scores, classes, centers)
+    cat, inst = decode(seg, info)
+    ref_cat, ref_inst = reference_panoptic(X, boxes, scores, classes, policy, centers)
+    assert (ref_inst >= 0).sum() > 40 and len(set(ref_inst.flatten().tolist())) > 4  # a real test
+    assert (scores < 0.4).any()
+    assert torch.equal(cat, ref_cat) and torch.equal(inst, ref_inst)
