@@ -47,9 +47,13 @@ class InstanceHead(nn.Module):
         self.bbox = nn.Conv2d(channels, num_anchors * 4, 3, padding=1)
         self.cls = nn.Conv2d(channels, num_anchors * num_classes, 3, padding=1)
         self.coef = nn.Conv2d(channels, num_anchors * num_prototypes, 3, padding=1)
-        for m in (self.bbox, self.cls, self.coef):
+        for m in (self.bbox, self.cls):
             nn.init.normal_(m.weight, std=0.01)
             nn.init.zeros_(m.bias)
+        # Coefficients start O(1) (xavier, as YOLACT): with near-zero coefficients the prototypes get
+        # no gradient from the mask loss and vice versa, and training sits on that saddle for long.
+        nn.init.xavier_uniform_(self.coef.weight)
+        nn.init.zeros_(self.coef.bias)
         nn.init.constant_(self.cls.bias, -math.log((1 - prior_prob) / prior_prob))
         self.num_classes = num_classes
         self.num_prototypes = num_prototypes
@@ -81,7 +85,7 @@ class CoefficientSemanticHead(nn.Module):
             raise ValueError(f"SEM_POOLING must be one of {SEM_POOLINGS}, got {pooling!r}")
         self.conv1 = conv_block(in_channels, channels, norm, padding=0)
         self.conv2 = Conv2d(channels, num_prototypes * num_classes, 3, padding=0)
-        nn.init.normal_(self.conv2.weight, std=0.01)
+        nn.init.xavier_uniform_(self.conv2.weight)  # O(1) coefficients, see InstanceHead
         nn.init.zeros_(self.conv2.bias)
         self.num_prototypes = num_prototypes
         self.num_classes = num_classes
