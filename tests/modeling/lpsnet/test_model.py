@@ -148,3 +148,29 @@ def test_image_without_things_and_image_without_stuff(model):
     losses = model([make_input(64, 64, stuff=False)])  # only things labelled, rest ignored
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
     model.zero_grad()
+
+
+def test_paper_configs_carry_the_paper_settings():
+    import glob
+
+    files = sorted(glob.glob("configs/*/lpsnet_*.yaml"))
+    assert len(files) == 9
+    for f in files:
+        cfg = get_fastpan_cfg()
+        cfg.merge_from_file(f)
+        assert cfg.MODEL.META_ARCHITECTURE == "LPSNet"
+        assert cfg.MODEL.BACKBONE.NAME == "build_resnet_ppm_fpn_backbone"
+        assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.BASE_LR == 0.01 and cfg.SOLVER.MOMENTUM == 0.9
+        assert cfg.MODEL.LPSNET.PANOPTIC.OVERLAP_THRESH == 0.3
+        if "COCO" in f:
+            assert cfg.SOLVER.MAX_ITER == 90000 and tuple(cfg.SOLVER.STEPS) == (60000, 80000)
+            assert cfg.MODEL.LPSNET.SEM_SEG_LOSS_WEIGHT == 0.7
+            size = int(f.rsplit("_", 1)[1][:-5])
+            assert cfg.INPUT.MIN_SIZE_TEST == size and tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (size,)
+            assert cfg.MODEL.RESNETS.DEPTH == (101 if "R_101" in f else 50)
+        elif "Cityscapes" in f:
+            assert cfg.SOLVER.MAX_ITER == 12000 and tuple(cfg.SOLVER.STEPS) == (9000,)
+            assert cfg.MODEL.LPSNET.SEM_SEG_LOSS_WEIGHT == 1.0
+        else:
+            assert cfg.SOLVER.MAX_ITER == 192000 and tuple(cfg.SOLVER.STEPS) == (144000, 176000)
+            assert tuple(cfg.INPUT.CROP.SIZE) == (400, 800)
