@@ -24,6 +24,9 @@ def add_yoso_config(cfg):
     y.NUM_ATTENTION_BLOCKS = 2  # N
     y.KERNEL_SIZE = 3  # t (dynamic 1D conv kernel)
     y.ATTENTION = "SDCA"  # "MHCA" | "DCA" | "SDCA" | "PDCA" | "DDCA" (Table 6)
+    # Softmax over the source tokens of the cross-token dynamic kernel (SDCA/PDCA/DCA); not in Eq. 9,
+    # see attention.py: without it training from scratch barely learns to classify.
+    y.POINTWISE_SOFTMAX = True
     y.NUM_HEADS = 8  # heads of the post-attention self-attention and of MHCA
     y.DIM_FEEDFORWARD = 2048
     y.DROPOUT = 0.0

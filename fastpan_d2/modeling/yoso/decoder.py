@@ -35,10 +35,10 @@ def dynamic_mask_conv(kernels, feats):
 
 class DecoderStage(nn.Module):
     def __init__(self, d, n, num_classes, num_blocks, t, attention, num_heads, dim_ff, dropout,
-                 num_cls_fcs, num_mask_fcs):
+                 num_cls_fcs, num_mask_fcs, pointwise_softmax=True):
         super().__init__()
         self.v_norm = nn.LayerNorm(d)
-        self.cross = nn.ModuleList([build_cross_attention(attention, d, n, t, num_heads) for _ in range(num_blocks)])
+        self.cross = nn.ModuleList([build_cross_attention(attention, d, n, t, num_heads, pointwise_softmax) for _ in range(num_blocks)])
         self.cross_norms = nn.ModuleList([nn.LayerNorm(d) for _ in range(num_blocks)])
         self.self_attn = nn.MultiheadAttention(d, num_heads, dropout=dropout, batch_first=True)
         self.self_norm = nn.LayerNorm(d)
@@ -68,14 +68,14 @@ class DecoderStage(nn.Module):
 class SeparableDynamicDecoder(nn.Module):
     def __init__(self, hidden_dim=256, num_proposals=100, num_classes=133, num_stages=2,
                  num_blocks=2, kernel_size=3, attention="SDCA", num_heads=8, dim_feedforward=2048,
-                 dropout=0.0, num_cls_fcs=1, num_mask_fcs=1):
+                 dropout=0.0, num_cls_fcs=1, num_mask_fcs=1, pointwise_softmax=True):
         super().__init__()
         self.proposal_kernels = nn.Parameter(torch.empty(num_proposals, hidden_dim))
-        nn.init.normal_(self.proposal_kernels, std=hidden_dim ** -0.5)
+        nn.init.normal_(self.proposal_kernels, std=1.0)
         self.stages = nn.ModuleList(
             [
                 DecoderStage(hidden_dim, num_proposals, num_classes, num_blocks, kernel_size, attention,
-                             num_heads, dim_feedforward, dropout, num_cls_fcs, num_mask_fcs)
+                             num_heads, dim_feedforward, dropout, num_cls_fcs, num_mask_fcs, pointwise_softmax)
                 for _ in range(num_stages)
             ]
         )

@@ -35,9 +35,10 @@ def merge_panoptic(scores, labels, mask_probs, is_thing, overlap_threshold=0.8):
         return torch.zeros((H, W), dtype=torch.int32, device=device), []
     winner = (scores[:, None, None] * mask_probs).argmax(0)  # (H, W)
     binary = mask_probs >= 0.5
-    visible = binary & (winner[None] == torch.arange(K, device=device)[:, None, None])
     orig_area = binary.flatten(1).sum(1)
-    vis_area = visible.flatten(1).sum(1)
+    # visible part of query k: pixels it wins where its own mask is on (no K x H x W one-hot)
+    pixel_ok = binary.gather(0, winner[None])[0]  # (H, W)
+    vis_area = torch.bincount(winner[pixel_ok], minlength=K)
     valid = (orig_area > 0) & (vis_area > 0) & (vis_area >= overlap_threshold * orig_area)
 
     thing = is_thing.to(device)[labels]
@@ -50,7 +51,6 @@ def merge_panoptic(scores, labels, mask_probs, is_thing, overlap_threshold=0.8):
     seg_of_query = torch.where(valid, seg_of_query, torch.zeros_like(seg_of_query))
     S = uniq.numel() - int(has_void)
 
-    pixel_ok = visible.any(0)
     seg = torch.where(pixel_ok, seg_of_query[winner], torch.zeros_like(winner)).to(torch.int32)
 
     # per-segment attributes, gathered with scatter ops

@@ -93,6 +93,7 @@ class YOSO(nn.Module):
             dropout=y.DROPOUT,
             num_cls_fcs=y.NUM_CLS_FCS,
             num_mask_fcs=y.NUM_MASK_FCS,
+            pointwise_softmax=y.POINTWISE_SOFTMAX,
         )
         matcher = HungarianMatcher(y.CLASS_WEIGHT, y.MASK_WEIGHT, y.DICE_WEIGHT, y.TRAIN_NUM_POINTS)
         criterion = SetCriterion(
@@ -163,7 +164,10 @@ class YOSO(nn.Module):
         if masks.shape[0] == 0:
             return masks.new_zeros((0, height, width))
         masks = F.interpolate(masks[None], size=images.tensor.shape[-2:], mode="bilinear", align_corners=False)[0]
-        return sem_seg_postprocess(masks, images.image_sizes[i], height, width).sigmoid()
+        h, w = images.image_sizes[i]
+        if (h, w) == (height, width):  # input at the original size: crop the padding, no 2nd resize
+            return masks[:, :h, :w].sigmoid()
+        return sem_seg_postprocess(masks, (h, w), height, width).sigmoid()
 
     def postprocess(self, cls_logits, mask_logits, images, i, x):
         height = x.get("height", images.image_sizes[i][0])

@@ -38,16 +38,20 @@ def test_depthwise_dynamic_conv1d_known_answer():
 def test_dca_is_eq7_with_kernels_from_q():
     torch.manual_seed(0)
     n, d, t = 4, 6, 3
-    m = DCA(d, n, t).double()
+    m = DCA(d, n, t, pointwise_softmax=False).double()
     q, v = torch.randn(1, n, d, dtype=torch.float64), torch.randn(1, n, d, dtype=torch.float64)
     K = (q[0] @ m.kernel.weight.T).view(n, n, t)  # r(QW)
     torch.testing.assert_close(m(q, v)[0], _eq7(K, v[0]))
+    # with the softmax switch (default): K normalised over (p, q) for every i
+    m.pointwise_softmax = True
+    Ks = K.flatten(1).softmax(-1).view(n, n, t)
+    torch.testing.assert_close(m(q, v)[0], _eq7(Ks, v[0]))
 
 
 def test_sdca_is_eq9_depthwise_then_pointwise():
     torch.manual_seed(1)
     n, d, t = 5, 7, 3
-    m = SDCA(d, n, t).double()
+    m = SDCA(d, n, t, pointwise_softmax=False).double()
     q, v = torch.randn(2, n, d, dtype=torch.float64), torch.randn(2, n, d, dtype=torch.float64)
     out = m(q, v)
     for b in range(2):
@@ -58,10 +62,15 @@ def test_sdca_is_eq9_depthwise_then_pointwise():
         Kfull[torch.arange(n), torch.arange(n)] = Kd
         torch.testing.assert_close(out[b], Kp @ _eq7(Kfull, v[b]))
     # PDCA / DDCA are the two halves
-    p, dd = PDCA(d, n, t).double(), DDCA(d, n, t).double()
+    p, dd = PDCA(d, n, t, pointwise_softmax=False).double(), DDCA(d, n, t).double()
     p.point.weight.data.copy_(m.point.weight)
     dd.depth.weight.data.copy_(m.depth.weight)
     torch.testing.assert_close(p(q, dd(q, v)), out)
+    # default: the cross-token kernel rows are a softmax, so constant tokens stay constant
+    ones = torch.ones(2, n, d, dtype=torch.float64)
+    p.pointwise_softmax = True
+    torch.testing.assert_close(p(q, ones), ones)
+    torch.testing.assert_close(p(q, v), torch.softmax(q @ p.point.weight.T, -1) @ v)
 
 
 @pytest.mark.parametrize("name", ["MHCA", "DCA", "SDCA", "PDCA", "DDCA"])
