@@ -199,7 +199,8 @@ class LPSNet(nn.Module):
             prob = sem_logits[:, qy, qx].softmax(0)[self.thing_ids]  # (N_thing, L)
             conf, cls = prob.max(0)
             bness = b.sigmoid()
-            score = conf * bness
+            inside = (locs[:, 0] < image_size[1]) & (locs[:, 1] < image_size[0])  # not in the padding
+            score = conf * bness * inside
             keep = (score > self.score_thresh).nonzero().squeeze(1)
             if keep.numel() > self.pre_nms_topk:
                 keep = keep[score[keep].topk(self.pre_nms_topk).indices]

@@ -174,3 +174,20 @@ def test_paper_configs_carry_the_paper_settings():
         else:
             assert cfg.SOLVER.MAX_ITER == 192000 and tuple(cfg.SOLVER.STEPS) == (144000, 176000)
             assert tuple(cfg.INPUT.CROP.SIZE) == (400, 800)
+
+
+def test_box_class_and_score_come_from_the_semantic_head(model):
+    locations = [torch.tensor([[4.0, 4.0], [12.0, 4.0], [20.0, 4.0]])]
+    ltrb = [torch.tensor([[2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])]
+    border = [torch.tensor([0.0, 0.0, 5.0])]
+    sem = torch.zeros(NUM_CLASSES, 4, 8)
+    sem[3, 1, 1] = 10.0  # location (4, 4) -> 1/4 cell (1, 1): thing class 3
+    sem[6, 1, 3] = 10.0  # location (12, 4) -> cell (1, 3): stuff -> thing confidence ~5e-5, dropped
+    sem[1, 1, 5] = 10.0  # location (20, 4) lies outside the 16x16 image (padding) -> dropped
+    inst = model.decode_boxes(locations, ltrb, border, sem, (16, 16))
+    assert len(inst) == 1
+    assert inst.pred_classes.tolist() == [3]
+    p = torch.exp(torch.tensor(10.0)) / (torch.exp(torch.tensor(10.0)) + NUM_CLASSES - 1)
+    assert inst.scores.item() == pytest.approx(0.5 * p.item(), rel=1e-5)
+    assert inst.borderness.item() == pytest.approx(0.5)
+    assert inst.pred_boxes.tensor.tolist() == [[2.0, 1.0, 8.0, 9.0]]
