@@ -65,6 +65,14 @@ def main():
     print(f"total: {a.total() / 1e9:.1f} G multiply-adds at {s}x{s}")
     for m in ("backbone", "fusion", "proto_head", "instance_head", "semantic_head"):
         print(f"  {m}: {by.get('model.' + m, by.get(m, 0)) / 1e9:.2f} G")
+    if e.FUSION == "CLA":
+        # fvcore has no handler for scaled_dot_product_attention: add its two matmuls by hand,
+        # s = θ(T)ᵀφ(O) and α·h(O), each N_t · N_s · E multiply-adds per source.
+        pad = int(math.ceil(s / e.SIZE_DIVISIBILITY) * e.SIZE_DIVISIBILITY)
+        n = {f"p{i}": math.ceil(pad / 2 ** i) ** 2 for i in range(2, 8)}
+        tgt = n[e.FUSION_IN_FEATURES[0]]
+        att = sum(2 * tgt * n[src] * e.CLA_EMBED_CHANNELS for src in e.CLA_SOURCES)
+        print(f"  + CLA attention matmuls (not counted above): {att / 1e9:.2f} G -> total {(a.total() + att) / 1e9:.1f} G")
 
 
 if __name__ == "__main__":
