@@ -22,6 +22,10 @@ def add_fpsnet_config(cfg):
     # Ablation of Table III ("GT boxes as attention masks"): build the masks from the ground-truth
     # boxes instead of the detections (training, and evaluation when "instances" are given).
     _C.GT_BOXES_AS_MASKS = False
+    # Not in the paper (0 = off): in training, the probability per image that the attention masks
+    # come from the ground-truth boxes instead of the detections. A curriculum for short runs from
+    # scratch, where the detector is too weak for long to supply matched masks (see the model card).
+    _C.TRAIN_GT_BOXES_PROB = 0.0
     # --- panoptic head (Sec. III-A2, Fig. 5) ---
     _C.HEAD_DIM = 128
     _C.NUM_HEAD_CONVS = 4  # 3x3 conv+BN+ReLU layers after the merging one

@@ -52,6 +52,7 @@ class FPSNet(nn.Module):
         match_iou_thresh: float = 0.5,
         match_same_class: bool = False,
         gt_boxes_as_masks: bool = False,
+        train_gt_boxes_prob: float = 0.0,
         det_loss_weight: float = 0.5,
         pan_loss_weight: float = 1.0,
         stuff_area_limit: int = 0,
@@ -66,7 +67,8 @@ class FPSNet(nn.Module):
             panoptic_head: ``PanopticHead`` with N_att + N_stuff + 2 outputs.
             categories: thing/stuff contiguous ids of the dataset.
             num_masks: N_att. attention_scale: C_att. hard_masks, gaussian_spread, shuffle_masks,
-            match_iou_thresh, match_same_class, gt_boxes_as_masks: see ``config.py``.
+            match_iou_thresh, match_same_class, gt_boxes_as_masks, train_gt_boxes_prob: see
+            ``config.py``.
             det_loss_weight, pan_loss_weight: lambda_det, lambda_pan.
             stuff_area_limit: optional removal of small stuff segments at inference (0 = off).
         """
@@ -85,6 +87,7 @@ class FPSNet(nn.Module):
         self.match_iou_thresh = match_iou_thresh
         self.match_same_class = match_same_class
         self.gt_boxes_as_masks = gt_boxes_as_masks
+        self.train_gt_boxes_prob = train_gt_boxes_prob
         self.det_loss_weight = det_loss_weight
         self.pan_loss_weight = pan_loss_weight
         self.stuff_area_limit = stuff_area_limit
@@ -129,6 +132,7 @@ class FPSNet(nn.Module):
             "match_iou_thresh": fcfg.MATCH_IOU_THRESH,
             "match_same_class": fcfg.MATCH_SAME_CLASS,
             "gt_boxes_as_masks": fcfg.GT_BOXES_AS_MASKS,
+            "train_gt_boxes_prob": fcfg.TRAIN_GT_BOXES_PROB,
             "det_loss_weight": fcfg.DET_LOSS_WEIGHT,
             "pan_loss_weight": fcfg.PAN_LOSS_WEIGHT,
             "stuff_area_limit": fcfg.STUFF_AREA_LIMIT,
@@ -157,6 +161,11 @@ class FPSNet(nn.Module):
             )
             if self.gt_boxes_as_masks and gt_instances is not None:
                 detections = [gt_as_detections(g) for g in gt_instances]
+            elif self.training and self.train_gt_boxes_prob > 0:
+                use_gt = torch.rand(len(detections)) < self.train_gt_boxes_prob
+                detections = [
+                    gt_as_detections(g) if u else d for g, d, u in zip(gt_instances, detections, use_gt.tolist())
+                ]
             fmap = self.feature_map([features[f] for f in self.in_features])
             slots = self.assign_slots(detections, shuffle=self.training and self.shuffle_masks)
             masks = draw_attention_masks(

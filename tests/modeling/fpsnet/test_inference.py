@@ -91,3 +91,4 @@ def test_upsampling_crops_padding_and_resizes_to_the_output_size():
     # Input columns < 12 -> stuff 0 (id 1) -> output columns < 24; the rest stuff 1 (id 2).
     assert (seg[:, :23] == 1).all() and (seg[:, 25:] == 2).all()
     assert {s["area"] for s in info} <= {32 * 23, 32 * 24, 32 * 25}
+

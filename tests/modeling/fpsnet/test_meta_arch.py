@@ -53,9 +53,10 @@ def test_loss_weights_are_lambda_det_and_lambda_pan():
     assert scaled["loss_panoptic"].item() == pytest.approx(2 * base["loss_panoptic"].item(), rel=1e-4)
 
 
-def test_targets_follow_the_shuffled_slots_of_matched_masks():
+@pytest.mark.parametrize("switch", [{"GT_BOXES_AS_MASKS": True}, {"TRAIN_GT_BOXES_PROB": 1.0}])
+def test_targets_follow_the_shuffled_slots_of_matched_masks(switch):
     # GT boxes as masks: every thing is matched to its own mask, wherever shuffling put it.
-    model = build(GT_BOXES_AS_MASKS=True)
+    model = build(**switch)
     model.train()
     x = make_input(64, 64, things=((4, 4, 20, 24, 0), (30, 10, 44, 40, 3), (50, 50, 60, 60, 2)))
     captured = {}
