@@ -182,7 +182,7 @@ class SingleShotPanoptic(nn.Module):
                 logits = upsample_to_output(sem[i], stride, size, out_size)
                 det = detector_postprocess(detections[i], *out_size)
                 centers = None
-                if offsets is not None:
+                if offsets is not None and bool((det.scores >= self.panoptic_head.score_thresh).any()):
                     off = upsample_to_output(offsets[i], stride, size, out_size)
                     scale = off.new_tensor([out_size[1] / size[1], out_size[0] / size[0]]).view(2, 1, 1)
                     centers = pixel_centers(*out_size, device=off.device) + off * scale
