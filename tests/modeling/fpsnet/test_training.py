@@ -45,6 +45,7 @@ def small_cfg(output_dir):
         "MODEL.FPSNET.HEAD_DIM", "32",
         "MODEL.FPSNET.NUM_HEAD_CONVS", "2",
         "MODEL.FPSNET.NUM_ATTENTION_MASKS", "16",
+        "MODEL.FPSNET.TRAIN_GT_BOXES_PROB", "0.0",  # the paper: masks from the detections
         "TEST.TIMING.ENABLED", "False",
         "DATALOADER.NUM_WORKERS", "0",
     ]
