@@ -13,9 +13,11 @@ them apart; the policy decides (Sec. III-B):
 * ``closest_center``: the detection whose box centre is nearest (L2) to the pixel's predicted
   instance centre (pixel position + predicted offset) wins.
 
-HC and SF are an ordering of the D crops: ``torch.max`` returns the first of equal maxima, so
-sorting the crops by the policy's priority resolves the ties. CC takes, among the detections of the
-winning class whose box contains the pixel, the one with the closest box centre.
+HC and SF are an ordering of the D crops: sorted by the policy's priority, a tie goes to the first
+crop. CC takes, among the detections of the winning class whose box contains the pixel, the one
+with the closest box centre. The implementation never stacks the D full-size crops: it takes the
+best slice among the detected classes whose boxes cover a pixel, then resolves the policy only at
+the thing pixels; ``test_single_shot_panoptic_head.py`` checks it against the literal stack.
 
 Options (Table IV): ``unknown`` makes pixels that the semantic branch labels as a thing but that no
 detection explains void instead of stuff; ``stuff_area_limit`` removes (voids) stuff segments with
@@ -161,9 +163,9 @@ class SingleShotPanopticHead:
             is_thing = thing_val > stuff_val
             # At the thing pixels: the winning class's boxes that contain the pixel (P, D); the
             # policy picks one of them.
-            px = torch.nonzero(is_thing.view(-1)).flatten()
+            px = torch.nonzero(is_thing.reshape(-1)).flatten()
             py, pxx = px // W, px % W
-            cand = rows.t()[py] & cols.t()[pxx] & (det_group[None] == best_group.view(-1)[px, None])
+            cand = rows.t()[py] & cols.t()[pxx] & (det_group[None] == best_group.reshape(-1)[px, None])
             if self.policy == "closest_center":
                 if centers is None:
                     raise ValueError("The closest-center policy needs instance centre predictions")
