@@ -215,3 +215,27 @@ def test_policy_needs_centre_branch():
     assert m.center_head is None
     m.train()
     assert "loss_center" not in m([make_input(64, 64)])
+
+
+@pytest.mark.parametrize(
+    "name, policy, center",
+    [("single_shot_R_50_576", "closest_center", True), ("single_shot_R_50_576_hc", "highest_confidence", False),
+     ("single_shot_R_50_576_sf", "smallest_first", False)],
+)
+def test_paper_configs(name, policy, center):
+    cfg = get_fastpan_cfg()
+    cfg.merge_from_file(f"configs/COCO-PanopticSegmentation/{name}.yaml")
+    ss = cfg.MODEL.SINGLE_SHOT
+    assert cfg.MODEL.META_ARCHITECTURE == "SingleShotPanoptic"
+    assert ss.PANOPTIC.OVERLAP_POLICY == policy and ss.CENTER_BRANCH.ENABLED == center
+    assert (ss.LAMBDA_O, ss.LAMBDA_S) == (0.5, 0.5) and ss.PANOPTIC.SCORE_THRESH == 0.4
+    assert ss.PANOPTIC.UNKNOWN and ss.PANOPTIC.STUFF_AREA_LIMIT == 4096
+    assert cfg.MODEL.RETINANET.IN_FEATURES == ["p2", "p3", "p4", "p5", "p6", "p7"]
+    assert len(cfg.MODEL.ANCHOR_GENERATOR.SIZES) == 6 and cfg.MODEL.RESNETS.NORM == "FrozenBN"
+    assert (cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN) == ((576,), 864)
+    assert cfg.SOLVER.OPTIMIZER == "ADAM" and tuple(cfg.SOLVER.BETAS) == (0.9, 0.99)
+    # 14 epochs of COCO train2017 at the config's batch, x0.1 after epochs 7 and 10
+    epoch = 118287 / cfg.SOLVER.IMS_PER_BATCH
+    assert abs(cfg.SOLVER.MAX_ITER - 14 * epoch) < 1
+    assert [abs(s - e * epoch) < 1 for s, e in zip(cfg.SOLVER.STEPS, (7, 10))] == [True, True]
+    assert cfg.SOLVER.BASE_LR == pytest.approx(1e-5 * cfg.SOLVER.IMS_PER_BATCH / 4)
