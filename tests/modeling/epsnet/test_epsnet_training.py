@@ -13,7 +13,7 @@ import torch
 from fastpan_d2.engine import Trainer, setup_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-MAX_ITER = int(os.environ.get("EPSNET_TEST_ITERS", 150))
+MAX_ITER = int(os.environ.get("EPSNET_TEST_ITERS", 120))
 
 
 def small_cfg(tmp_path):
