@@ -8,16 +8,14 @@ run (projects/EPSNet/README.md) measures.
 """
 import os
 
-import torch
-
-from fastpan_d2.engine import Trainer, setup_cfg
+from tests.train_utils import pq_before_and_after
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 MAX_ITER = int(os.environ.get("EPSNET_TEST_ITERS", 120))
 
 
-def small_cfg(tmp_path):
-    opts = [
+def small_opts(tmp_path):
+    return [
         "OUTPUT_DIR", str(tmp_path / "out"),
         "DATASETS.SYNTHETIC.ROOT", str(tmp_path / "data"),
         "DATASETS.SYNTHETIC.IMAGE_SIZE", "(64, 64)",
@@ -39,21 +37,12 @@ def small_cfg(tmp_path):
         "TEST.TIMING.ENABLED", "False",
         "DATALOADER.NUM_WORKERS", "0",
     ]
-    return setup_cfg(os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/epsnet.yaml"), opts)
-
-
-def pq(results):
-    return results["fastpan_shapes_train"]["panoptic_seg"]
 
 
 def test_short_training_raises_pq(tmp_path):
-    torch.manual_seed(0)
-    cfg = small_cfg(tmp_path)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    before = pq(Trainer.test(cfg, trainer.model))
-    trainer.train()
-    after = pq(Trainer.test(cfg, trainer.model))
+    before, after = pq_before_and_after(
+        os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/epsnet.yaml"), small_opts(tmp_path),
+        "fastpan_shapes_train")
     print(f"EPSNet PQ before {before} after {MAX_ITER} iterations {after}")
     assert before["PQ"] < 10.0
     assert after["PQ"] > before["PQ"] + 20.0

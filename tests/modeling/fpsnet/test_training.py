@@ -10,18 +10,16 @@ attention-mask path needs a detector that already finds them (see projects/FPSNe
 """
 import os
 
-import torch
-
-from fastpan_d2.engine import Trainer, setup_cfg
+from tests.train_utils import pq_before_and_after
 
 from .fpsnet_testutils import REPO
 
 MAX_ITER = int(os.environ.get("FPSNET_TEST_ITERS", 150))
 
 
-def small_cfg(output_dir):
+def small_opts(output_dir):
     # The synthetic config with every width cut down, on 8 images of 64x64 (train = test).
-    opts = [
+    return [
         "OUTPUT_DIR", str(output_dir),
         "DATASETS.SYNTHETIC.IMAGE_SIZE", "(64, 64)",
         "DATASETS.SYNTHETIC.NUM_TRAIN", "8",
@@ -49,21 +47,12 @@ def small_cfg(output_dir):
         "TEST.TIMING.ENABLED", "False",
         "DATALOADER.NUM_WORKERS", "0",
     ]
-    return setup_cfg(os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/fpsnet.yaml"), opts)
-
-
-def pq(results):
-    return results["fastpan_shapes_val"]["panoptic_seg"]
 
 
 def test_short_training_raises_pq(tmp_path):
-    torch.manual_seed(0)
-    cfg = small_cfg(tmp_path)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    before = pq(Trainer.test(cfg, trainer.model))
-    trainer.train()
-    after = pq(Trainer.test(cfg, trainer.model))
+    before, after = pq_before_and_after(
+        os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/fpsnet.yaml"), small_opts(tmp_path),
+        "fastpan_shapes_val")
     print(f"FPSNet PQ before {before} after {MAX_ITER} iterations {after}")
     assert before["PQ"] < 5.0
     assert after["PQ"] > before["PQ"] + 15.0

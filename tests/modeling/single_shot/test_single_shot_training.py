@@ -2,22 +2,20 @@
 PQ well above the untrained model's."""
 import os
 
-import torch
-
-from fastpan_d2.engine import Trainer, setup_cfg
+from tests.train_utils import pq_before_and_after
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 MAX_ITER = int(os.environ.get("SINGLE_SHOT_TEST_ITERS", 300))
 
 
-def small_cfg(output_dir):
+def small_opts(output_dir):
     # The synthetic config with the images at 64x64 and the FPN / RetinaNet cut down, so a few
     # hundred iterations run in a couple of minutes on two cores. Short-run settings (measured on
     # this data, 300 iterations): after so few steps from scratch the focal-loss detector's scores
     # stay under the paper's 0.4 and the semantic branch is the slow learner, so the test uses a
     # 0.1 detection threshold, λs = 1, no 'unknown' voiding and a 128-wide semantic branch (GN
     # with 4 channels per group).
-    opts = [
+    return [
         "OUTPUT_DIR", str(output_dir),
         "SOLVER.MAX_ITER", str(MAX_ITER),
         "SOLVER.STEPS", f"({int(MAX_ITER * 0.8)},)",
@@ -39,21 +37,12 @@ def small_cfg(output_dir):
         "TEST.TIMING.ENABLED", "False",
         "DATALOADER.NUM_WORKERS", "0",
     ]
-    return setup_cfg(os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/single_shot.yaml"), opts)
-
-
-def pq(results):
-    return results["fastpan_shapes_val"]["panoptic_seg"]
 
 
 def test_short_training_raises_pq(tmp_path):
-    torch.manual_seed(0)
-    cfg = small_cfg(tmp_path)
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=False)
-    before = pq(Trainer.test(cfg, trainer.model))
-    trainer.train()
-    after = pq(Trainer.test(cfg, trainer.model))
+    before, after = pq_before_and_after(
+        os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/single_shot.yaml"), small_opts(output_dir=tmp_path),
+        "fastpan_shapes_val")
     print(f"SingleShotPanoptic PQ before {before['PQ']:.1f} after {MAX_ITER} iterations {after}")
     # Measured here: untrained PQ 0.7 (PQ_st 1.7); after 300 iterations PQ 4.2-5.4, PQ_st 9.4-12.2,
     # PQ_th 0.0 (no detection is confident yet: see projects/SingleShotPanoptic/README.md).

@@ -8,7 +8,7 @@ checks that the whole pipeline — targets, matching, losses, optimizer, merge, 
 """
 import torch
 
-from fastpan_d2.engine import Trainer, setup_cfg
+from tests.train_utils import pq_before_and_after
 
 ITERS = 150
 
@@ -17,7 +17,6 @@ def test_short_training_raises_pq(tmp_path, repo_root):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # several test processes share 2 cores: one thread each is fastest
     try:
-        torch.manual_seed(0)
         opts = [
             "OUTPUT_DIR", str(tmp_path),
             "DATASETS.SYNTHETIC.NUM_TRAIN", "12", "DATASETS.SYNTHETIC.NUM_VAL", "4",
@@ -32,12 +31,8 @@ def test_short_training_raises_pq(tmp_path, repo_root):
             "MODEL.YOSO.TEST.OBJECT_MASK_THRESHOLD", "0.3",
             "DATALOADER.NUM_WORKERS", "0", "TEST.TIMING.ENABLED", "False",
         ]
-        cfg = setup_cfg(f"{repo_root}/configs/Synthetic-PanopticSegmentation/yoso.yaml", opts)
-        trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=False)
-        before = Trainer.test(cfg, trainer.model)["fastpan_shapes_train"]["panoptic_seg"]
-        trainer.train()
-        after = Trainer.test(cfg, trainer.model)["fastpan_shapes_train"]["panoptic_seg"]
+        before, after = pq_before_and_after(
+            f"{repo_root}/configs/Synthetic-PanopticSegmentation/yoso.yaml", opts, "fastpan_shapes_train")
     finally:
         torch.set_num_threads(threads)
     print("YOSO short training PQ before", before["PQ"], "after", after)
