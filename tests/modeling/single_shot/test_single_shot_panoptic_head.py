@@ -263,3 +263,22 @@ def test_matches_the_naive_definition_on_random_inputs(policy):
     assert (ref_inst >= 0).sum() > 40 and len(set(ref_inst.flatten().tolist())) > 4  # a real test
     assert (scores < 0.4).any()
     assert torch.equal(cat, ref_cat) and torch.equal(inst, ref_inst)
+
+
+def test_thing_index_vs_contiguous_id_interleaved():
+    # Cityscapes-like layout: contiguous ids 0 and 2 are stuff, 1 and 3 are things, so thing index
+    # 0 is slice 1 and thing index 1 is slice 3 of the logits; category ids are contiguous ids.
+    h = SingleShotPanopticHead(thing_ids=[1, 3], stuff_ids=[0, 2], policy="highest_confidence",
+                               unknown=True, stuff_area_limit=0)
+    labels = torch.full((6, 8), 2)
+    labels[:, :2] = 0
+    labels[1:4, 2:5] = 3  # an object of thing index 1, detected
+    labels[4:6, 5:8] = 1  # an object of thing index 0, NOT detected -> unknown (void)
+    X = logits_from_labels(labels)
+    seg, info = h(X, torch.tensor([[2.0, 1.0, 5.0, 4.0]]), torch.tensor([0.9]), torch.tensor([1]))
+    cat, inst = decode(seg, info)
+    expected = labels.clone()
+    expected[4:6, 5:8] = -1
+    assert torch.equal(cat, expected)
+    assert [(s["category_id"], s["isthing"]) for s in info] == [(3, True), (0, False), (2, False)]
+    assert (inst == 0).sum() == 9

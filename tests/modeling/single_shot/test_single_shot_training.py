@@ -1,38 +1,41 @@
-"""A short Single-Shot Panoptic training run on the synthetic data (through the engine) must raise
-PQ well above the untrained model's."""
+"""A short Single-Shot Panoptic training run through the engine must raise PQ, and PQ_th in
+particular, far above the untrained model's.
+
+CPU-sized: a private synthetic set of 8 images at 64x64, evaluated on those same training images
+(the test checks that every part of the pipeline can learn - targets, losses, RetinaNet, semantic
+branch, the panoptic head's use of both - not how well it generalises; the full synthetic run in
+projects/SingleShotPanoptic/README.md does that). The paper's panoptic settings are kept: score
+threshold 0.4, 'unknown' on, closest-centre.
+"""
 import os
 
 from tests.train_utils import pq_before_and_after
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-MAX_ITER = int(os.environ.get("SINGLE_SHOT_TEST_ITERS", 300))
+MAX_ITER = int(os.environ.get("SINGLE_SHOT_TEST_ITERS", 150))
 
 
-def small_opts(output_dir):
-    # The synthetic config with the images at 64x64 and the FPN / RetinaNet cut down, so a few
-    # hundred iterations run in a couple of minutes on two cores. Short-run settings (measured on
-    # this data, 300 iterations): after so few steps from scratch the focal-loss detector's scores
-    # stay under the paper's 0.4 and the semantic branch is the slow learner, so the test uses a
-    # 0.1 detection threshold, λs = 1, no 'unknown' voiding and a 128-wide semantic branch (GN
-    # with 4 channels per group).
+def small_opts(tmp_path):
     return [
-        "OUTPUT_DIR", str(output_dir),
+        "OUTPUT_DIR", str(tmp_path / "out"),
+        "DATASETS.SYNTHETIC.ROOT", str(tmp_path / "data"),
+        "DATASETS.SYNTHETIC.IMAGE_SIZE", "(64, 64)",
+        "DATASETS.SYNTHETIC.NUM_TRAIN", "8",
+        "DATASETS.SYNTHETIC.NUM_VAL", "2",
+        "DATASETS.TEST", "('fastpan_shapes_train',)",
         "SOLVER.MAX_ITER", str(MAX_ITER),
-        "SOLVER.STEPS", f"({int(MAX_ITER * 0.8)},)",
+        "SOLVER.STEPS", "(1000,)",
         "SOLVER.WARMUP_ITERS", "20",
         "INPUT.MIN_SIZE_TRAIN", "(64,)",
         "INPUT.MAX_SIZE_TRAIN", "64",
         "INPUT.MIN_SIZE_TEST", "64",
         "INPUT.MAX_SIZE_TEST", "64",
+        "INPUT.RANDOM_FLIP", "none",
         "MODEL.FPN.OUT_CHANNELS", "32",
         "MODEL.ANCHOR_GENERATOR.SIZES",
         "[[4, 5.04, 6.35], [8, 10.08, 12.70], [16, 20.16, 25.40], [32, 40.32, 50.80], "
         "[64, 80.63, 101.59], [128, 161.27, 203.19]]",
         "MODEL.RETINANET.NUM_CONVS", "1",
-        "MODEL.SINGLE_SHOT.SEMANTIC.CONVS_DIM", "128",
-        "MODEL.SINGLE_SHOT.LAMBDA_S", "1.0",
-        "MODEL.SINGLE_SHOT.PANOPTIC.SCORE_THRESH", "0.1",
-        "MODEL.SINGLE_SHOT.PANOPTIC.UNKNOWN", "False",
         "MODEL.SINGLE_SHOT.PANOPTIC.STUFF_AREA_LIMIT", "16",
         "TEST.TIMING.ENABLED", "False",
         "DATALOADER.NUM_WORKERS", "0",
@@ -41,11 +44,12 @@ def small_opts(output_dir):
 
 def test_short_training_raises_pq(tmp_path):
     before, after = pq_before_and_after(
-        os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/single_shot.yaml"), small_opts(output_dir=tmp_path),
-        "fastpan_shapes_val")
-    print(f"SingleShotPanoptic PQ before {before['PQ']:.1f} after {MAX_ITER} iterations {after}")
-    # Measured here: untrained PQ 0.7 (PQ_st 1.7); after 300 iterations PQ 4.2-5.4, PQ_st 9.4-12.2,
-    # PQ_th 0.0 (no detection is confident yet: see projects/SingleShotPanoptic/README.md).
-    assert before["PQ"] < 2.0
-    assert after["PQ"] > max(2 * before["PQ"], before["PQ"] + 2.0)
-    assert after["PQ_st"] > 5.0  # stuff: the semantic branch's stuff logits
+        os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/single_shot.yaml"), small_opts(tmp_path),
+        "fastpan_shapes_train")
+    print(f"SingleShotPanoptic PQ before {before} after {MAX_ITER} iterations {after}")
+    # Measured here (3 seeds): untrained PQ 0.0-1.6, PQ_th 0; after 150 iterations PQ 81,
+    # PQ_th 69-70, PQ_st 95-96 (seed 0: PQ_th 71 already after 100). Margins are wide on purpose.
+    assert before["PQ"] < 5.0 and before["PQ_th"] < 1.0
+    assert after["PQ_th"] > 40.0  # things: detections above 0.4 whose crops of X_things win
+    assert after["PQ_st"] > 50.0
+    assert after["PQ"] > before["PQ"] + 40.0
