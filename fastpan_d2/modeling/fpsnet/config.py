@@ -30,6 +30,10 @@ def add_fpsnet_config(cfg):
     _C.HEAD_DIM = 128
     _C.NUM_HEAD_CONVS = 4  # 3x3 conv+BN+ReLU layers after the merging one
     _C.NORM = "BN"
+    # Not in the paper (0 = off): initial value of one learnable gain with which the attention
+    # masks (divided by C_att) are added to their own slot logits, so that output n follows mask n
+    # from the start instead of being learned slot by slot (for short runs from scratch).
+    _C.MASK_LOGIT_SKIP = 0.0
     # --- loss (Eq. 1) ---
     _C.DET_LOSS_WEIGHT = 0.5  # lambda_det
     _C.PAN_LOSS_WEIGHT = 1.0  # lambda_pan

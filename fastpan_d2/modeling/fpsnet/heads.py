@@ -6,6 +6,13 @@
 * ``PanopticHead`` (Sec. III-A2, Fig. 5): 3x3 conv+BN+ReLU merging [S, attention masks], four
   more 3x3 conv+BN+ReLU, then a 1x1 conv to N_att + N_stuff + 2 outputs (the last two are the
   training-only "unmatched thing pixel" and "unlabeled pixel" outputs).
+
+  Optional, not in the paper (``mask_skip`` > 0): the attention masks, divided by C_att, times one
+  learnable gain (initialised to ``mask_skip``) are added to their own slot logits. The paper's
+  head must learn, separately for each of the N_att slots, that output n follows input mask n;
+  with shuffled slots each slot channel gets 1/N_att of the thing supervision, which a head
+  trained from scratch for a short schedule never gathers (see projects/FPSNet/README.md). The
+  shared gain is trained by every slot, so the head starts out following the masks.
 """
 import math
 from typing import List
@@ -66,6 +73,8 @@ class PanopticHead(nn.Module):
         conv_dim: int = 128,
         num_convs: int = 4,
         norm: str = "BN",
+        mask_skip: float = 0.0,
+        attention_scale: float = 50.0,
     ):
         """
         Args:
@@ -73,9 +82,13 @@ class PanopticHead(nn.Module):
             num_masks: N_att. num_stuff: N_stuff.
             conv_dim: width of the head. num_convs: 3x3 layers after the merging layer.
             norm: normalisation of the 3x3 layers (the paper: batch norm).
+            mask_skip: initial gain of the mask-to-slot-logit skip (0 = none, the paper).
+            attention_scale: C_att, what the masks given to ``forward`` are scaled by.
         """
         super().__init__()
         self.num_masks, self.num_stuff = num_masks, num_stuff
+        self.attention_scale = attention_scale
+        self.mask_gain = nn.Parameter(torch.tensor(float(mask_skip))) if mask_skip > 0 else None
         layers = []
         for i in range(num_convs + 1):
             conv = Conv2d(
@@ -97,5 +110,10 @@ class PanopticHead(nn.Module):
     def forward(self, features: Tensor, masks: Tensor) -> Tensor:
         """features (B, F_dim, H, W), masks (B, N_att, H, W) already scaled by C_att
         -> logits (B, N_att + N_stuff + 2, H, W)."""
-        return self.predictor(self.layers(torch.cat([features, masks.to(features.dtype)], dim=1)))
+        masks = masks.to(features.dtype)
+        logits = self.predictor(self.layers(torch.cat([features, masks], dim=1)))
+        if self.mask_gain is None:
+            return logits
+        skip = self.mask_gain * masks / self.attention_scale
+        return torch.cat([logits[:, : self.num_masks] + skip, logits[:, self.num_masks :]], dim=1)
 

@@ -116,6 +116,8 @@ class FPSNet(nn.Module):
             conv_dim=fcfg.HEAD_DIM,
             num_convs=fcfg.NUM_HEAD_CONVS,
             norm=fcfg.NORM,
+            mask_skip=fcfg.MASK_LOGIT_SKIP,
+            attention_scale=fcfg.ATTENTION_SCALE,
         )
         return {
             "backbone": backbone,

@@ -23,6 +23,7 @@ def test_defaults_are_the_papers():
     assert c.SHUFFLE_MASKS and not c.HARD_MASKS and c.MATCH_IOU_THRESH == 0.5
     assert c.IN_FEATURES == ["p3", "p4", "p5"] and c.FEATURE_DIM == 128 and c.NUM_HEAD_CONVS == 4
     assert c.STUFF_AREA_LIMIT == 0
+    assert c.MASK_LOGIT_SKIP == 0.0 and c.TRAIN_GT_BOXES_PROB == 0.0  # not in the paper: off
 
 
 def test_paper_configs():

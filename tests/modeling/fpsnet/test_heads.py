@@ -40,3 +40,22 @@ def test_panoptic_head_outputs(size):
     assert out.shape == (2, 7 + 4 + 2, *size)  # N_att + N_stuff + 2 training-only outputs
     assert len(head.layers) == 5  # merging conv + four more
     assert all(isinstance(l.norm, torch.nn.BatchNorm2d) for l in head.layers)
+
+
+def test_mask_logit_skip_adds_the_masks_over_c_att_to_their_own_slots():
+    torch.manual_seed(0)
+    plain = PanopticHead(in_channels=10, num_masks=7, num_stuff=4, conv_dim=8, num_convs=1)
+    assert plain.mask_gain is None  # off by default (the paper)
+    skip = PanopticHead(in_channels=10, num_masks=7, num_stuff=4, conv_dim=8, num_convs=1,
+                        mask_skip=3.0, attention_scale=50.0)
+    skip.load_state_dict(plain.state_dict(), strict=False)
+    plain.eval(), skip.eval()
+    feats, masks = torch.randn(2, 10, 6, 5), torch.zeros(2, 7, 6, 5)
+    masks[1, 4, 2, 3] = 50.0  # peak of slot 4's mask, one pixel
+    diff = skip(feats, masks) - plain(feats, masks)
+    expected = torch.zeros_like(diff)
+    expected[1, 4, 2, 3] = 3.0  # gain * mask / C_att, on slot 4 only; stuff and extras untouched
+    assert torch.allclose(diff, expected, atol=1e-5)
+    # The gain is one parameter shared by the slots, and it learns.
+    skip(feats, masks)[1, 4, 2, 3].backward()
+    assert skip.mask_gain.grad.item() == pytest.approx(1.0)

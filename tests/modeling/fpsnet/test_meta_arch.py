@@ -67,6 +67,13 @@ def test_targets_follow_the_shuffled_slots_of_matched_masks(switch):
         return orig(logits, targets)
 
     model.panoptic_loss = spy
+    head_forward = model.panoptic_head.forward
+
+    def head_spy(features, att):
+        captured["att"] = att
+        return head_forward(features, att)
+
+    model.panoptic_head.forward = head_spy
     slots_seen = set()
     for seed in range(3):
         torch.manual_seed(seed)
@@ -77,6 +84,14 @@ def test_targets_follow_the_shuffled_slots_of_matched_masks(switch):
         slots = [t[m].unique().tolist() for m in masks]
         assert all(len(s) == 1 and 0 <= s[0] < 6 for s in slots)  # one slot per thing
         assert len({s[0] for s in slots}) == 3
+        # The target channel of a thing is the input channel holding its attention mask, drawn
+        # on the stride-8 grid: every 8x8 cell centred in the thing's box is lit in that channel
+        # and in no other one (the boxes do not overlap).
+        att = captured["att"][0]
+        assert att.shape[-2:] == (8, 8)
+        for m, (slot,) in zip(masks, slots):
+            y, x_ = m.nonzero().float().mean(0).div(8).long().tolist()
+            assert att[slot, y, x_] > 0 and (att[:, y, x_] > 0).sum() == 1
         slots_seen.add(tuple(s[0] for s in slots))
         # Stuff (contiguous 5 = stuff index 0) -> channel N_att + 0; unlabeled row -> N_att + 4 + 1.
         assert (t[1:][x["sem_seg"][1:] == 5] == 6).all() and (t[0] == 6 + 4 + 1).all()
