@@ -8,40 +8,27 @@ run (projects/EPSNet/README.md) measures.
 """
 import os
 
-from tests.train_utils import pq_before_and_after
+from tests.train_utils import pq_before_and_after, synthetic_config, tiny_synthetic_opts
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 MAX_ITER = int(os.environ.get("EPSNET_TEST_ITERS", 120))
 
 
 def small_opts(tmp_path):
-    return [
-        "OUTPUT_DIR", str(tmp_path / "out"),
-        "DATASETS.SYNTHETIC.ROOT", str(tmp_path / "data"),
-        "DATASETS.SYNTHETIC.IMAGE_SIZE", "(64, 64)",
-        "DATASETS.SYNTHETIC.NUM_TRAIN", "8",
-        "DATASETS.SYNTHETIC.NUM_VAL", "2",
-        "DATASETS.TEST", "('fastpan_shapes_train',)",
-        "SOLVER.MAX_ITER", str(MAX_ITER),
-        "SOLVER.WARMUP_ITERS", "20",
-        "SOLVER.STEPS", "(1000,)",
+    return tiny_synthetic_opts(tmp_path, MAX_ITER) + [
         "INPUT.FIXED_SIZE", "(64, 64)",
         "INPUT.SCALE_RANGE", "(1.0, 1.0)",
-        "INPUT.RANDOM_FLIP", "none",
         "MODEL.FPN.OUT_CHANNELS", "64",
         "MODEL.ANCHOR_GENERATOR.SIZES", "[[6], [12], [24], [48], [96]]",
         "MODEL.EPSNET.HEAD_CHANNELS", "64",
         "MODEL.EPSNET.CLA_EMBED_CHANNELS", "32",
         "MODEL.EPSNET.NUM_PROTOTYPES", "16",
         "MODEL.EPSNET.STUFF_AREA_THRESH", "16",
-        "TEST.TIMING.ENABLED", "False",
-        "DATALOADER.NUM_WORKERS", "0",
     ]
 
 
 def test_short_training_raises_pq(tmp_path):
     before, after = pq_before_and_after(
-        os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/epsnet.yaml"), small_opts(tmp_path),
+        synthetic_config("epsnet"), small_opts(tmp_path),
         "fastpan_shapes_train")
     print(f"EPSNet PQ before {before} after {MAX_ITER} iterations {after}")
     assert before["PQ"] < 10.0
