@@ -15,9 +15,10 @@ from tests.train_utils import pq_before_and_after
 from .fpsnet_testutils import REPO
 
 MAX_ITER = int(os.environ.get("FPSNET_TEST_ITERS", 150))
+GT_MASKS_ITER = 300
 
 
-def small_opts(output_dir):
+def small_opts(output_dir, max_iter=MAX_ITER):
     # The synthetic config with every width cut down, on 8 images of 64x64 (train = test).
     return [
         "OUTPUT_DIR", str(output_dir),
@@ -25,7 +26,7 @@ def small_opts(output_dir):
         "DATASETS.SYNTHETIC.NUM_TRAIN", "8",
         "DATASETS.SYNTHETIC.NUM_VAL", "8",
         "DATASETS.TRAIN", '("fastpan_shapes_val",)',
-        "SOLVER.MAX_ITER", str(MAX_ITER),
+        "SOLVER.MAX_ITER", str(max_iter),
         "SOLVER.WARMUP_ITERS", "20",
         "SOLVER.BASE_LR", "0.03",
         "SOLVER.CLIP_GRADIENTS.ENABLED", "True",
@@ -56,4 +57,17 @@ def test_short_training_raises_pq(tmp_path):
     print(f"FPSNet PQ before {before} after {MAX_ITER} iterations {after}")
     assert before["PQ"] < 5.0
     assert after["PQ"] > before["PQ"] + 15.0
+    assert after["PQ_st"] > 40.0
+
+
+def test_head_learns_things_with_ground_truth_boxes_as_masks(tmp_path):
+    opts = small_opts(tmp_path, GT_MASKS_ITER) + ["MODEL.FPSNET.GT_BOXES_AS_MASKS", "True"]
+    before, after = pq_before_and_after(
+        os.path.join(REPO, "configs/Synthetic-PanopticSegmentation/fpsnet.yaml"), opts, "fastpan_shapes_val")
+    print(f"FPSNet, GT boxes as masks: PQ before {before} after {GT_MASKS_ITER} iterations {after}")
+    # Measured on the loaded 2-core machine (seeds 0 / 1 / 2, outside pytest): PQ_th 6.9 / 12.7 /
+    # 14.7 untrained (the mask skip alone) -> 19.9 / 22.8 / 14.0 (16.6 for seed 0 under pytest);
+    # the paper's head, without the skip: 0.0 -> 0.0.
+    assert after["PQ_th"] > 10.0
+    assert after["PQ_th"] > before["PQ_th"]
     assert after["PQ_st"] > 40.0
