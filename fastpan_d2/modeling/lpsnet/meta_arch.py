@@ -189,7 +189,9 @@ class LPSNet(nn.Module):
     # ------------------------------------------------------------------ inference
     def decode_boxes(self, locations, ltrb, border, sem_logits, image_size):
         """Boxes of one image: class and confidence from the semantic head at the location,
-        score = confidence x border-ness, FCOS post-processing. Returns ``Instances``."""
+        score = confidence x border-ness, FCOS post-processing (candidates: confidence above
+        ``score_thresh``; the top ``pre_nms_topk`` by score per level; class-wise NMS).
+        Returns ``Instances``."""
         sem_stride = self.sem_seg_head.common_stride
         h4, w4 = sem_logits.shape[-2:]
         all_boxes, all_scores, all_cls, all_border = [], [], [], []
@@ -200,8 +202,10 @@ class LPSNet(nn.Module):
             conf, cls = prob.max(0)
             bness = b.sigmoid()
             inside = (locs[:, 0] < image_size[1]) & (locs[:, 1] < image_size[0])  # not in the padding
-            score = conf * bness * inside
-            keep = (score > self.score_thresh).nonzero().squeeze(1)
+            score = conf * bness
+            # FCOS: the threshold applies to the class confidence; border-ness (centre-ness in
+            # FCOS) only re-ranks the candidates (top-k, NMS) through the product.
+            keep = ((conf > self.score_thresh) & inside).nonzero().squeeze(1)
             if keep.numel() > self.pre_nms_topk:
                 keep = keep[score[keep].topk(self.pre_nms_topk).indices]
             all_boxes.append(ltrb_to_boxes(locs[keep], d[keep]))

@@ -191,3 +191,18 @@ def test_box_class_and_score_come_from_the_semantic_head(model):
     assert inst.scores.item() == pytest.approx(0.5 * p.item(), rel=1e-5)
     assert inst.borderness.item() == pytest.approx(0.5)
     assert inst.pred_boxes.tensor.tolist() == [[2.0, 1.0, 8.0, 9.0]]
+
+
+def test_score_threshold_applies_to_the_class_confidence_as_in_fcos(model):
+    """FCOS keeps the candidates whose class score passes the threshold and only then multiplies
+    by centre-ness (here border-ness): a confident class at a low border-ness stays a candidate
+    (with a low score), an unconfident class is dropped whatever its border-ness."""
+    locations = [torch.tensor([[4.0, 4.0], [12.0, 4.0]])]
+    ltrb = [torch.ones(2, 4)]
+    border = [torch.tensor([-6.0, 8.0])]  # sigmoid: 0.0025 and 0.9997
+    sem = torch.zeros(NUM_CLASSES, 4, 8)
+    sem[2, 1, 1] = 10.0  # (4, 4): class 2 at confidence ~0.9996, score ~0.0025 < 0.05
+    sem[6, 1, 3] = 10.0  # (12, 4): stuff; the best thing class has confidence ~5e-5
+    inst = model.decode_boxes(locations, ltrb, border, sem, (16, 16))
+    assert inst.pred_classes.tolist() == [2]
+    assert inst.scores.item() == pytest.approx(torch.sigmoid(torch.tensor(-6.0)).item(), rel=1e-2)
