@@ -32,6 +32,11 @@ def add_yoso_config(cfg):
     y.DROPOUT = 0.0
     y.NUM_CLS_FCS = 1  # Linear+LN+ReLU layers of the class FFN before the classifier
     y.NUM_MASK_FCS = 1  # ... of the mask-kernel FFN
+    # One class FFN and one mask-kernel FFN shared by all T stages (as DETR / MaskFormer share their
+    # prediction heads over decoder layers) instead of one per stage; the paper does not say which.
+    # Shared, a kernel that changes little from stage to stage keeps its mask, so the masked pooling
+    # of the next stage (Eq. 3) pools the segment the kernel is matched to.
+    y.SHARE_HEADS = False
 
     # --- set prediction loss (Hungarian matching) ---
     y.CLASS_WEIGHT = 2.0
@@ -41,6 +46,10 @@ def add_yoso_config(cfg):
     y.TRAIN_NUM_POINTS = 12544
     y.OVERSAMPLE_RATIO = 3.0
     y.IMPORTANCE_SAMPLE_RATIO = 0.75
+    # Weight of a training-only per-pixel classification loss on the aggregated features S (a 1x1
+    # conv to the l classes, dropped at inference). Not in the paper (0 = off, the paper's setting);
+    # configs/Synthetic-PanopticSegmentation/yoso.yaml uses it to train from scratch.
+    y.AUX_SEMANTIC_WEIGHT = 0.0
 
     # --- inference (MaskFormer-style panoptic merge) ---
     y.TEST = CN()

@@ -68,7 +68,7 @@ class DecoderStage(nn.Module):
 class SeparableDynamicDecoder(nn.Module):
     def __init__(self, hidden_dim=256, num_proposals=100, num_classes=133, num_stages=2,
                  num_blocks=2, kernel_size=3, attention="SDCA", num_heads=8, dim_feedforward=2048,
-                 dropout=0.0, num_cls_fcs=1, num_mask_fcs=1, pointwise_softmax=True):
+                 dropout=0.0, num_cls_fcs=1, num_mask_fcs=1, pointwise_softmax=True, share_heads=False):
         super().__init__()
         self.proposal_kernels = nn.Parameter(torch.empty(num_proposals, hidden_dim))
         nn.init.normal_(self.proposal_kernels, std=1.0)
@@ -79,6 +79,11 @@ class SeparableDynamicDecoder(nn.Module):
                 for _ in range(num_stages)
             ]
         )
+        if share_heads:  # one class FFN and one mask-kernel FFN for all stages (see config.py)
+            first = self.stages[0]
+            for stage in self.stages[1:]:
+                stage.cls_fcs, stage.cls_out = first.cls_fcs, first.cls_out
+                stage.mask_fcs, stage.mask_out = first.mask_fcs, first.mask_out
 
     def forward(self, feats):
         """feats S (B, d, h, w) -> list over stages of (class logits (B, n, l+1), mask logits (B, n, h, w))."""

@@ -22,7 +22,22 @@ from .inference import merge_panoptic, select_queries
 from .loss import HungarianMatcher, SetCriterion
 from .targets import panoptic_targets
 
-__all__ = ["YOSO"]
+__all__ = ["YOSO", "semantic_loss"]
+
+
+def semantic_loss(logits, targets):
+    """Per-pixel CE of logits (B, C, h, w) against the targets' segments painted with their labels
+    (nearest-downsampled to (h, w); pixels of no segment, e.g. crowd/void, ignored)."""
+    sem = []
+    for t in targets:
+        lab = torch.full(t["masks"].shape[-2:], -1, dtype=torch.long, device=logits.device)
+        for m, c in zip(t["masks"], t["labels"]):
+            lab[m] = c
+        sem.append(lab)
+    sem = F.interpolate(torch.stack(sem)[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+    if not (sem >= 0).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, sem, ignore_index=-1)
 
 
 @META_ARCH_REGISTRY.register()
@@ -45,6 +60,7 @@ class YOSO(nn.Module):
         overlap_threshold=0.8,
         semantic_on=False,
         instance_on=False,
+        aux_semantic_weight=0.0,
     ):
         super().__init__()
         self.backbone = backbone
@@ -63,6 +79,10 @@ class YOSO(nn.Module):
         self.overlap_threshold = overlap_threshold
         self.semantic_on = semantic_on
         self.instance_on = instance_on
+        # training-only per-pixel classifier on S (not in the paper; 0 = off, see config.py)
+        self.aux_semantic_weight = aux_semantic_weight
+        if aux_semantic_weight > 0:
+            self.aux_semantic = nn.Conv2d(decoder.proposal_kernels.shape[1], categories.num_classes, 1)
 
     @classmethod
     def from_config(cls, cfg):
@@ -94,6 +114,7 @@ class YOSO(nn.Module):
             num_cls_fcs=y.NUM_CLS_FCS,
             num_mask_fcs=y.NUM_MASK_FCS,
             pointwise_softmax=y.POINTWISE_SOFTMAX,
+            share_heads=y.SHARE_HEADS,
         )
         matcher = HungarianMatcher(y.CLASS_WEIGHT, y.MASK_WEIGHT, y.DICE_WEIGHT, y.TRAIN_NUM_POINTS)
         criterion = SetCriterion(
@@ -122,6 +143,7 @@ class YOSO(nn.Module):
             "overlap_threshold": y.TEST.OVERLAP_THRESHOLD,
             "semantic_on": y.TEST.SEMANTIC_ON,
             "instance_on": y.TEST.INSTANCE_ON,
+            "aux_semantic_weight": y.AUX_SEMANTIC_WEIGHT,
         }
 
     @property
@@ -141,10 +163,15 @@ class YOSO(nn.Module):
         if not self.training:
             return self.inference(batched_inputs)
         images = self.preprocess_image(batched_inputs)
-        outputs = self.predict(images)
+        feats = self.backbone(images.tensor)
+        S = self.aggregator([feats[f] for f in self.in_features])
+        outputs = self.decoder(S)
         pad = images.tensor.shape[-2:]
         targets = [panoptic_targets(x["pan_seg"], x["segments_info"], pad, self.device) for x in batched_inputs]
-        return self.criterion(outputs, targets)
+        losses = self.criterion(outputs, targets)
+        if self.aux_semantic_weight > 0:
+            losses["loss_aux_sem"] = self.aux_semantic_weight * semantic_loss(self.aux_semantic(S), targets)
+        return losses
 
     def inference(self, batched_inputs):
         with timed_stage("preprocess"):

@@ -9,6 +9,7 @@ from .yoso_testutils import tiny_cfg
 TINY = [
     "MODEL.YOSO.HIDDEN_DIM", "16", "MODEL.YOSO.NUM_PROPOSALS", "10", "MODEL.YOSO.DIM_FEEDFORWARD", "32",
     "MODEL.YOSO.NUM_HEADS", "2", "MODEL.YOSO.AGGREGATOR.COMPRESS_CHANNELS", "[8, 8, 16, 16]",
+    "MODEL.YOSO.SHARE_HEADS", "False", "MODEL.YOSO.AUX_SEMANTIC_WEIGHT", "0.0",  # as tiny_cfg
 ]
 
 

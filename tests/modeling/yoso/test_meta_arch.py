@@ -1,5 +1,7 @@
 """YOSO meta-arch: shapes at two input sizes, losses on images without things / stuff,
 gradients, inference output format at the original size, stage timing, IFA->CFA at model level."""
+import math
+
 import pytest
 import torch
 from detectron2.modeling import build_model
@@ -8,6 +10,7 @@ import fastpan_d2  # noqa: F401
 from fastpan_d2.modeling.common.stage_timer import STAGES, StageRecorder
 from fastpan_d2.modeling.yoso import YOSO
 from fastpan_d2.modeling.yoso.aggregator import ifa_to_cfa_state_dict
+from fastpan_d2.modeling.yoso.meta_arch import semantic_loss
 
 from .yoso_testutils import make_input, tiny_cfg
 
@@ -156,3 +159,62 @@ def test_ifa_model_converts_to_cfa_model(repo_root_module):
         b = cfa.predict(cfa.preprocess_image(x))[-1]
     torch.testing.assert_close(a[0], b[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(a[1], b[1], atol=1e-3, rtol=1e-4)
+
+
+def test_semantic_loss_known_answer():
+    """Per-pixel CE against the segments painted with their labels, void ignored, at 1/2 scale."""
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[0, :2] = True  # rows 0-1: class 3
+    masks[1, 2:, :2] = True  # rows 2-3, cols 0-1: class 7; rows 2-3, cols 2-3: void
+    targets = [{"labels": torch.tensor([3, 7]), "masks": masks}]
+    logits = torch.zeros(1, 9, 2, 2)
+    logits[0, 3, 0, :] = 2.0  # top row (class 3): logit 2 on its class
+    # bottom-left pixel (class 7): all logits 0 -> CE log 9; bottom-right: void
+    p3 = math.exp(2.0) / (math.exp(2.0) + 8)
+    expected = (-2 * math.log(p3) + math.log(9.0)) / 3
+    assert abs(semantic_loss(logits, targets).item() - expected) < 1e-5
+    empty = [{"labels": torch.zeros(0, dtype=torch.long), "masks": torch.zeros(0, 4, 4, dtype=torch.bool)}]
+    logits.requires_grad_(True)
+    loss = semantic_loss(logits, empty)
+    assert loss.item() == 0.0
+    loss.backward()  # still part of the graph
+
+
+def test_aux_semantic_loss_is_training_only(repo_root_module):
+    torch.manual_seed(0)
+    m = build_model(tiny_cfg(repo_root_module, "MODEL.YOSO.AUX_SEMANTIC_WEIGHT", 0.5)).train()
+    losses = m([make_input(64, 64, MIXED)])
+    assert "loss_aux_sem" in losses and losses["loss_aux_sem"] > 0
+    m.zero_grad()
+    losses["loss_aux_sem"].backward()
+    assert m.aux_semantic.weight.grad.abs().sum() > 0
+    assert m.backbone.stem.conv1.weight.grad.abs().sum() > 0
+    m.eval()
+    with torch.no_grad():
+        assert "panoptic_seg" in m([make_input(64, 64, MIXED)])[0]
+
+
+def test_shared_heads(repo_root_module):
+    """SHARE_HEADS: one class / mask-kernel FFN for all stages, so the same kernel gives the same
+    class logits and mask at every stage; without it each stage has its own."""
+    torch.manual_seed(0)
+    shared = build_model(tiny_cfg(repo_root_module, "MODEL.YOSO.SHARE_HEADS", True)).decoder
+    torch.manual_seed(0)
+    separate = build_model(tiny_cfg(repo_root_module)).decoder
+    s0, s1 = shared.stages
+    for name in ("cls_fcs", "cls_out", "mask_fcs", "mask_out"):
+        assert getattr(s0, name) is getattr(s1, name)
+        assert getattr(separate.stages[0], name) is not getattr(separate.stages[1], name)
+    head_params = sum(p.numel() for n in ("cls_fcs", "cls_out", "mask_fcs", "mask_out") for p in getattr(s0, n).parameters())
+    n_shared = sum(p.numel() for p in shared.parameters())
+    assert sum(p.numel() for p in separate.parameters()) - n_shared == head_params
+    q = torch.randn(1, 10, 16)
+    for a, b in ((s0, s1),):
+        torch.testing.assert_close(a.cls_out(a.cls_fcs(q)), b.cls_out(b.cls_fcs(q)))
+        torch.testing.assert_close(a.mask_out(a.mask_fcs(q)), b.mask_out(b.mask_fcs(q)))
+    # a state dict saved with shared heads loads back (the shared tensors appear under both stages)
+    torch.manual_seed(1)
+    again = build_model(tiny_cfg(repo_root_module, "MODEL.YOSO.SHARE_HEADS", True)).decoder
+    again.load_state_dict(shared.state_dict())
+    assert again.stages[1].cls_out is again.stages[0].cls_out
+    torch.testing.assert_close(again.stages[1].cls_out.weight, s0.cls_out.weight)

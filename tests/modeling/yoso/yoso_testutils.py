@@ -18,6 +18,9 @@ def tiny_cfg(repo_root, *opts):
             "MODEL.YOSO.NUM_HEADS", 2,
             "MODEL.YOSO.TRAIN_NUM_POINTS", 256,
             "MODEL.YOSO.AGGREGATOR.COMPRESS_CHANNELS", [8, 8, 16, 16],
+            # the paper's structure (the synthetic config turns these on; tests opt in)
+            "MODEL.YOSO.SHARE_HEADS", False,
+            "MODEL.YOSO.AUX_SEMANTIC_WEIGHT", 0.0,
         ]
         + list(opts)
     )
