@@ -5,6 +5,9 @@ CPU-sized: a 12-image training split of fastpan_shapes at 64 px, a small decoder
 150 AdamW iterations; evaluated with COCOPanopticEvaluator on those training images (a set-prediction
 model from scratch needs far more than a few hundred iterations to generalise to unseen images; this
 checks that the whole pipeline — targets, matching, losses, optimizer, merge, evaluator — learns).
+Things must be found too: with the synthetic config's shared heads and auxiliary semantic loss,
+three runs here gave PQ 40 / 27 / 32 and PQ_th 15.2 / 7.3 / 13.1 (from 0; not bit-reproducible on
+CPU); before them things were not learned at all on the full synthetic budget.
 """
 import torch
 
@@ -38,3 +41,4 @@ def test_short_training_raises_pq(tmp_path, repo_root):
     print("YOSO short training PQ before", before["PQ"], "after", after)
     assert before["PQ"] < 1.0
     assert after["PQ"] > before["PQ"] + 10.0, (before, after)
+    assert after["PQ_th"] > before["PQ_th"] + 3.0, (before, after)
