@@ -16,6 +16,7 @@ def tiny_cfg(**overrides):
     cfg.merge_from_list([
         "MODEL.FPN.OUT_CHANNELS", 32, "MODEL.PPM_FPN.PPM_CHANNELS", 8,
         "MODEL.LPSNET.SEM_SEG_CONVS_DIM", 16, "MODEL.LPSNET.NUM_CONVS", 2,
+        "MODEL.LPSNET.SEM_SEG_DEFORMABLE", True,  # the paper's head (the synthetic config has plain convs)
     ])
     for k, v in overrides.items():
         cfg.merge_from_list([k, v])
