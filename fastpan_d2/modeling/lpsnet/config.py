@@ -46,6 +46,9 @@ def add_lpsnet_config(cfg):
     cfg.MODEL.LPSNET.SEM_SEG_SHARED = True  # one deformable subnetwork for all levels (UPSNet)
     cfg.MODEL.LPSNET.SEM_SEG_DEFORMABLE = True  # False: plain 3x3 convs
     cfg.MODEL.LPSNET.SEM_SEG_NORM = "GN"
+    # LR factor of the deformable convs' offset/mask convs (DCN's beta; 1 = the paper, which names
+    # none). Implemented by scaling their gradients, i.e. an LR factor for SGD.
+    cfg.MODEL.LPSNET.SEM_SEG_OFFSET_LR_FACTOR = 1.0
     cfg.MODEL.LPSNET.SEM_SEG_LOSS_WEIGHT = 0.7  # 0.7 COCO, 1.0 Cityscapes
     cfg.MODEL.LPSNET.IGNORE_VALUE = 255
     # --- inference (FCOS post-processing, Sec. 3.5) ---

@@ -82,7 +82,7 @@ class LPSNetBoxHead(nn.Module):
 class LPSNetSemSegHead(nn.Module):
     @configurable
     def __init__(self, *, input_shape, num_classes, conv_dims=128, num_convs=2, shared=True,
-                 deformable=True, norm="GN"):
+                 deformable=True, norm="GN", offset_lr_factor=1.0):
         super().__init__()
         self.in_features = list(input_shape.keys())
         in_ch = [input_shape[f].channels for f in self.in_features]
@@ -104,6 +104,14 @@ class LPSNetSemSegHead(nn.Module):
             self.subnets = nn.ModuleList([subnet(in_ch[0])])
         else:
             self.subnets = nn.ModuleList(subnet(c) for c in in_ch)
+        if deformable and offset_lr_factor != 1.0:
+            # DCN's beta: the offset convs learn at offset_lr_factor x the LR (with SGD, scaling their
+            # gradients is exactly that). From scratch the FPN outputs are unnormalised and large, and
+            # at the full LR the offsets grow to hundreds of pixels (projects/LPSNet/README.md).
+            for m in self.subnets.modules():
+                if isinstance(m, ModulatedDeformConv2d):
+                    for p in m.offset_conv.parameters():
+                        p.register_hook(lambda g, f=float(offset_lr_factor): g * f)
         self.predictor = Conv2d(conv_dims * len(self.in_features), num_classes, 1)
         nn.init.normal_(self.predictor.weight, std=0.01)
         nn.init.constant_(self.predictor.bias, 0)
@@ -119,6 +127,7 @@ class LPSNetSemSegHead(nn.Module):
             "shared": cfg.MODEL.LPSNET.SEM_SEG_SHARED,
             "deformable": cfg.MODEL.LPSNET.SEM_SEG_DEFORMABLE,
             "norm": cfg.MODEL.LPSNET.SEM_SEG_NORM,
+            "offset_lr_factor": cfg.MODEL.LPSNET.SEM_SEG_OFFSET_LR_FACTOR,
         }
 
     def forward(self, features):
