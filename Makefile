@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.fastpan_d2_installed
-NET    ?= epsnet
+NET    ?= single_shot
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: setup test demo benchmark clean-venv

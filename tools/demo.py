@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """``make demo``: train a network on the built-in synthetic dataset on CPU, evaluate, visualize.
 
-    python tools/demo.py --net epsnet [--output-dir output/demo_epsnet] [--num-vis 4] [opts]
+    python tools/demo.py --net single_shot [--output-dir output/demo_single_shot] [--num-vis 4] [opts]
 
 Trains ``configs/Synthetic-PanopticSegmentation/<net>.yaml`` (progress and ETA in the log every
 20 iterations), evaluates PQ with COCOPanopticEvaluator on ``fastpan_shapes_val``, prints the
@@ -97,7 +97,7 @@ def run(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--net", default="epsnet", help="epsnet (default), fpsnet, lpsnet, single_shot, yoso or panoptic_fpn")
+    p.add_argument("--net", default="single_shot", help="single_shot (default), epsnet, fpsnet, lpsnet, yoso or panoptic_fpn")
     p.add_argument("--output-dir", default=None)
     p.add_argument("--num-vis", type=int, default=4)
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[])
