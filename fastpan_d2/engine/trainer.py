@@ -50,8 +50,34 @@ class FullModelGradientClipping:
         return super().step(closure=closure)
 
 
+def _apply_lr_factors(model, param_groups, base_lr, backbone_multiplier):
+    """Split the groups so that every parameter learns at its group's LR times
+    ``backbone_multiplier`` (parameters of ``model.backbone``) times its own ``lr_factor`` attribute,
+    if a module set one (e.g. LPSNet's deformable offset convs, DCN's beta). Exact for every
+    optimizer, as it is a plain per-group LR."""
+    factors = {}
+    for n, p in model.named_parameters():
+        f = getattr(p, "lr_factor", 1.0)
+        if n.split(".")[0] == "backbone" or n.startswith("module.backbone."):
+            f *= backbone_multiplier
+        if f != 1.0:
+            factors[id(p)] = f
+    if not factors:
+        return param_groups
+    split = []
+    for group in param_groups:
+        by_factor = {}
+        for p in group["params"]:
+            by_factor.setdefault(factors.get(id(p), 1.0), []).append(p)
+        for f, ps in by_factor.items():
+            split.append({**group, "params": ps, "lr": group.get("lr", base_lr) * f} if f != 1.0
+                         else {**group, "params": ps})
+    return split
+
+
 def build_optimizer(cfg, model):
-    """SGD / Adam / AdamW with a backbone LR multiplier and optional gradient clipping."""
+    """SGD / Adam / AdamW with a backbone LR multiplier, per-parameter ``lr_factor`` and optional
+    gradient clipping."""
     base_lr = cfg.SOLVER.BASE_LR
     overrides = {}
     params = get_default_optimizer_params(
@@ -62,19 +88,7 @@ def build_optimizer(cfg, model):
         weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
         overrides=overrides,
     )
-    mult = cfg.SOLVER.BACKBONE_MULTIPLIER
-    if mult != 1.0:
-        backbone_params = {id(p) for n, p in model.named_parameters() if n.split(".")[0] == "backbone"
-                           or n.startswith("module.backbone.")}
-        split = []
-        for group in params:
-            bb = [p for p in group["params"] if id(p) in backbone_params]
-            rest = [p for p in group["params"] if id(p) not in backbone_params]
-            if bb:
-                split.append({**group, "params": bb, "lr": group.get("lr", base_lr) * mult})
-            if rest:
-                split.append({**group, "params": rest})
-        params = split
+    params = _apply_lr_factors(model, params, base_lr, cfg.SOLVER.BACKBONE_MULTIPLIER)
     name = cfg.SOLVER.OPTIMIZER.upper()
     if name == "SGD":
         cls, kwargs = torch.optim.SGD, dict(momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV)

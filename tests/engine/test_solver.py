@@ -37,6 +37,21 @@ def test_optimizer_kind_and_backbone_multiplier(name, cls):
         assert opt.param_groups[0]["betas"] == (0.9, 0.99)
 
 
+@pytest.mark.parametrize("name", ["SGD", "ADAMW"])
+def test_parameter_lr_factor_multiplies_with_the_backbone_multiplier(name):
+    """A parameter's ``lr_factor`` attribute scales its LR, on top of BACKBONE_MULTIPLIER."""
+    net = Net()
+    net.backbone.bias.lr_factor = 0.5
+    net.head.weight.lr_factor = 0.01
+    opt = build_optimizer(_cfg(OPTIMIZER=name, BASE_LR=0.1, BACKBONE_MULTIPLIER=0.1), net)
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr_of[id(net.backbone.weight)] == pytest.approx(0.01)
+    assert lr_of[id(net.backbone.bias)] == pytest.approx(0.005)
+    assert lr_of[id(net.head.weight)] == pytest.approx(0.001)
+    assert lr_of[id(net.head.bias)] == pytest.approx(0.1)
+    assert len(lr_of) == 4
+
+
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="Unknown SOLVER.OPTIMIZER 'LION'"):
         build_optimizer(_cfg(OPTIMIZER="LION"), Net())

@@ -47,7 +47,7 @@ def add_lpsnet_config(cfg):
     cfg.MODEL.LPSNET.SEM_SEG_DEFORMABLE = True  # False: plain 3x3 convs
     cfg.MODEL.LPSNET.SEM_SEG_NORM = "GN"
     # LR factor of the deformable convs' offset/mask convs (DCN's beta; 1 = the paper, which names
-    # none). Implemented by scaling their gradients, i.e. an LR factor for SGD.
+    # none). A per-parameter LR factor in the optimizer (fastpan_d2.engine.trainer).
     cfg.MODEL.LPSNET.SEM_SEG_OFFSET_LR_FACTOR = 1.0
     cfg.MODEL.LPSNET.SEM_SEG_LOSS_WEIGHT = 0.7  # 0.7 COCO, 1.0 Cityscapes
     cfg.MODEL.LPSNET.IGNORE_VALUE = 255

@@ -105,13 +105,13 @@ class LPSNetSemSegHead(nn.Module):
         else:
             self.subnets = nn.ModuleList(subnet(c) for c in in_ch)
         if deformable and offset_lr_factor != 1.0:
-            # DCN's beta: the offset convs learn at offset_lr_factor x the LR (with SGD, scaling their
-            # gradients is exactly that). From scratch the FPN outputs are unnormalised and large, and
-            # at the full LR the offsets grow to hundreds of pixels (projects/LPSNet/README.md).
+            # DCN's beta: the offset convs learn at offset_lr_factor x the LR (read by the trainer's
+            # optimizer builder). From scratch the FPN outputs are unnormalised and large, and at the
+            # full LR the offsets grow to hundreds of pixels (projects/LPSNet/README.md).
             for m in self.subnets.modules():
                 if isinstance(m, ModulatedDeformConv2d):
                     for p in m.offset_conv.parameters():
-                        p.register_hook(lambda g, f=float(offset_lr_factor): g * f)
+                        p.lr_factor = float(offset_lr_factor)
         self.predictor = Conv2d(conv_dims * len(self.in_features), num_classes, 1)
         nn.init.normal_(self.predictor.weight, std=0.01)
         nn.init.constant_(self.predictor.bias, 0)
