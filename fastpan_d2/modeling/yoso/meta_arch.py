@@ -154,17 +154,20 @@ class YOSO(nn.Module):
         images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
         return ImageList.from_tensors(images, self.size_divisibility)
 
+    def aggregate(self, images):
+        """ImageList -> the aggregated features S (B, d, H/4, W/4) (Sec. 3.2)."""
+        feats = self.backbone(images.tensor)
+        return self.aggregator([feats[f] for f in self.in_features])
+
     def predict(self, images):
         """ImageList -> list over stages of (class logits (B, n, l+1), mask logits (B, n, H/4, W/4))."""
-        feats = self.backbone(images.tensor)
-        return self.decoder(self.aggregator([feats[f] for f in self.in_features]))
+        return self.decoder(self.aggregate(images))
 
     def forward(self, batched_inputs):
         if not self.training:
             return self.inference(batched_inputs)
         images = self.preprocess_image(batched_inputs)
-        feats = self.backbone(images.tensor)
-        S = self.aggregator([feats[f] for f in self.in_features])
+        S = self.aggregate(images)
         outputs = self.decoder(S)
         pad = images.tensor.shape[-2:]
         targets = [panoptic_targets(x["pan_seg"], x["segments_info"], pad, self.device) for x in batched_inputs]
