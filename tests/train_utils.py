@@ -28,13 +28,22 @@ def synthetic_config(name):
     return os.path.join(REPO, "configs", "Synthetic-PanopticSegmentation", f"{name}.yaml")
 
 
-def tiny_synthetic_opts(tmp_path, max_iter, num_train=8, num_val=2, image_size=64, warmup_iters=20):
+def tiny_synthetic_opts(tmp_path, max_iter, num_train=8, num_val=2, image_size=64, warmup_iters=20,
+                        resize_shortest_edge=True):
     """Config overrides shared by the networks' short training tests: a private synthetic set of
     ``num_train`` images of ``image_size``² under ``tmp_path``, evaluated on those same training
     images (the tests check that the whole pipeline can fit panoptic ground truth; generalisation
     is what the full synthetic runs in the model cards measure), ``max_iter`` iterations with no LR
-    step, no flip, no timing hook, data loaded in the main process."""
-    return [
+    step, no flip, no timing hook, data loaded in the main process; with ``resize_shortest_edge``
+    the train and test resize keep the images at ``image_size`` (networks whose synthetic config
+    uses ResizeShortestEdge)."""
+    resize = [
+        "INPUT.MIN_SIZE_TRAIN", f"({image_size},)",
+        "INPUT.MAX_SIZE_TRAIN", str(image_size),
+        "INPUT.MIN_SIZE_TEST", str(image_size),
+        "INPUT.MAX_SIZE_TEST", str(image_size),
+    ] if resize_shortest_edge else []
+    return resize + [
         "OUTPUT_DIR", str(tmp_path / "out"),
         "DATASETS.SYNTHETIC.ROOT", str(tmp_path / "data"),
         "DATASETS.SYNTHETIC.IMAGE_SIZE", f"({image_size}, {image_size})",

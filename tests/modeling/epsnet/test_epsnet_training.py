@@ -14,7 +14,7 @@ MAX_ITER = int(os.environ.get("EPSNET_TEST_ITERS", 120))
 
 
 def small_opts(tmp_path):
-    return tiny_synthetic_opts(tmp_path, MAX_ITER) + [
+    return tiny_synthetic_opts(tmp_path, MAX_ITER, resize_shortest_edge=False) + [
         "INPUT.FIXED_SIZE", "(64, 64)",
         "INPUT.SCALE_RANGE", "(1.0, 1.0)",
         "MODEL.FPN.OUT_CHANNELS", "64",

@@ -16,10 +16,6 @@ MAX_ITER = int(os.environ.get("SINGLE_SHOT_TEST_ITERS", 150))
 
 def small_opts(tmp_path):
     return tiny_synthetic_opts(tmp_path, MAX_ITER) + [
-        "INPUT.MIN_SIZE_TRAIN", "(64,)",
-        "INPUT.MAX_SIZE_TRAIN", "64",
-        "INPUT.MIN_SIZE_TEST", "64",
-        "INPUT.MAX_SIZE_TEST", "64",
         "MODEL.FPN.OUT_CHANNELS", "32",
         "MODEL.ANCHOR_GENERATOR.SIZES",
         "[[4, 5.04, 6.35], [8, 10.08, 12.70], [16, 20.16, 25.40], [32, 40.32, 50.80], "
