@@ -12,7 +12,9 @@ Each change is one upstream detectron2 made after v0.6, or a packaging fix:
 * ``random.sample`` on a set (rejected by Python 3.11);
 * ``torch.optim.lr_scheduler._LRScheduler`` -> ``LRScheduler`` (torch 2);
 * ``detectron2.export`` no longer fails to import when caffe2 is absent;
-* the ``black==21.4b2`` pin is dropped (used only to pretty-print LazyConfig files).
+* the ``black==21.4b2`` pin is dropped (used only to pretty-print LazyConfig files);
+* ``RetinaNetHead`` probes the norm type with ``get_norm(norm, 32)`` instead of ``get_norm(norm, 1)``
+  (``MODEL.RETINANET.NORM: GN`` failed with GroupNorm(32, 1)).
 
 Usage: python tools/patch_detectron2.py PATH_TO_UNPACKED_SDIST
 """
@@ -108,6 +110,12 @@ def main(root):
             r"torch\.optim\.lr_scheduler\._LRScheduler\b",
             "torch.optim.lr_scheduler.LRScheduler",
         )
+    sub_file(
+        os.path.join(d2, "modeling", "meta_arch", "retinanet.py"),
+        r"get_norm\(norm, 1\)",
+        "get_norm(norm, 32)",
+        1,
+    )
     export_init = os.path.join(d2, "export", "__init__.py")
     sub_file(
         export_init,

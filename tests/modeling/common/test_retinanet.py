@@ -176,3 +176,19 @@ def test_from_config_on_fpn_levels(size):
     branch.eval()
     _, dets = branch(ImageList(torch.zeros(1, 3, h, w), [size]), feats)
     assert (dets[0].pred_boxes.tensor[:, 2] <= w).all() and (dets[0].pred_boxes.tensor[:, 3] <= h).all()
+
+
+def test_group_norm_in_the_retinanet_head():
+    """MODEL.RETINANET.NORM "GN" builds (detectron2 v0.6 probed the norm with GroupNorm(32, 1) and
+    failed; tools/patch_detectron2.py fixes it) and puts a GroupNorm after every subnet conv."""
+    cfg = get_fastpan_cfg()
+    cfg.MODEL.RETINANET.NUM_CLASSES = 3
+    cfg.MODEL.RETINANET.NUM_CONVS = 2
+    cfg.MODEL.RETINANET.NORM = "GN"
+    shapes = {f"p{i}": ShapeSpec(channels=32, stride=2 ** i) for i in range(3, 8)}
+    branch = RetinaNetBranch(cfg, shapes)
+    assert sum(isinstance(m, torch.nn.GroupNorm) for m in branch.head.modules()) == 4
+    feats = [torch.randn(2, 32, 2 ** (8 - i), 2 ** (8 - i)) for i in range(3, 8)]
+    logits, deltas = branch.predict(feats)
+    n = 32 * 32 * branch.anchor_generator.num_cell_anchors[0]
+    assert logits[0].shape == (2, n, 3) and deltas[0].shape == (2, n, 4)
