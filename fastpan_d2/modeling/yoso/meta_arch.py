@@ -25,19 +25,13 @@ from .targets import panoptic_targets
 __all__ = ["YOSO", "semantic_loss"]
 
 
-def semantic_loss(logits, targets):
-    """Per-pixel CE of logits (B, C, h, w) against the targets' segments painted with their labels
-    (nearest-downsampled to (h, w); pixels of no segment, e.g. crowd/void, ignored)."""
-    sem = []
-    for t in targets:
-        lab = torch.full(t["masks"].shape[-2:], -1, dtype=torch.long, device=logits.device)
-        for m, c in zip(t["masks"], t["labels"]):
-            lab[m] = c
-        sem.append(lab)
-    sem = F.interpolate(torch.stack(sem)[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
-    if not (sem >= 0).any():
+def semantic_loss(logits, sem_seg, ignore_label=255):
+    """Per-pixel CE of logits (B, C, h, w) against the mapper's ``sem_seg`` (B, H, W) (contiguous
+    ids, ``ignore_label`` on void / crowd / padding), nearest-downsampled to (h, w)."""
+    sem = F.interpolate(sem_seg[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+    if not (sem != ignore_label).any():
         return logits.sum() * 0.0
-    return F.cross_entropy(logits, sem, ignore_index=-1)
+    return F.cross_entropy(logits, sem, ignore_index=ignore_label)
 
 
 @META_ARCH_REGISTRY.register()
@@ -173,7 +167,11 @@ class YOSO(nn.Module):
         targets = [panoptic_targets(x["pan_seg"], x["segments_info"], pad, self.device) for x in batched_inputs]
         losses = self.criterion(outputs, targets)
         if self.aux_semantic_weight > 0:
-            losses["loss_aux_sem"] = self.aux_semantic_weight * semantic_loss(self.aux_semantic(S), targets)
+            ignore = self.categories.ignore_label
+            sem_seg = ImageList.from_tensors(
+                [x["sem_seg"].to(self.device) for x in batched_inputs], self.size_divisibility, pad_value=ignore
+            ).tensor
+            losses["loss_aux_sem"] = self.aux_semantic_weight * semantic_loss(self.aux_semantic(S), sem_seg, ignore)
         return losses
 
     def inference(self, batched_inputs):

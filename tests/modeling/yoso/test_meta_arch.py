@@ -162,18 +162,17 @@ def test_ifa_model_converts_to_cfa_model(repo_root_module):
 
 
 def test_semantic_loss_known_answer():
-    """Per-pixel CE against the segments painted with their labels, void ignored, at 1/2 scale."""
-    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
-    masks[0, :2] = True  # rows 0-1: class 3
-    masks[1, 2:, :2] = True  # rows 2-3, cols 0-1: class 7; rows 2-3, cols 2-3: void
-    targets = [{"labels": torch.tensor([3, 7]), "masks": masks}]
+    """Per-pixel CE against the mapper's sem_seg, void (255) ignored, at 1/2 scale."""
+    sem_seg = torch.full((1, 4, 4), 255, dtype=torch.long)
+    sem_seg[0, :2] = 3  # rows 0-1: class 3
+    sem_seg[0, 2:, :2] = 7  # rows 2-3, cols 0-1: class 7; rows 2-3, cols 2-3: void
     logits = torch.zeros(1, 9, 2, 2)
     logits[0, 3, 0, :] = 2.0  # top row (class 3): logit 2 on its class
     # bottom-left pixel (class 7): all logits 0 -> CE log 9; bottom-right: void
     p3 = math.exp(2.0) / (math.exp(2.0) + 8)
     expected = (-2 * math.log(p3) + math.log(9.0)) / 3
-    assert abs(semantic_loss(logits, targets).item() - expected) < 1e-5
-    empty = [{"labels": torch.zeros(0, dtype=torch.long), "masks": torch.zeros(0, 4, 4, dtype=torch.bool)}]
+    assert abs(semantic_loss(logits, sem_seg).item() - expected) < 1e-5
+    empty = torch.full((1, 4, 4), 255, dtype=torch.long)
     logits.requires_grad_(True)
     loss = semantic_loss(logits, empty)
     assert loss.item() == 0.0

@@ -31,14 +31,17 @@ def make_input(h, w, segments, seed=0):
     """segments: list of (category_id, (y0, y1, x0, x1)) painted in order (later ones on top)."""
     g = torch.Generator().manual_seed(seed)
     pan = torch.zeros(h, w, dtype=torch.long)
-    for i, (_, (y0, y1, x0, x1)) in enumerate(segments):
+    sem = torch.full((h, w), 255, dtype=torch.long)  # as PanopticDatasetMapper: contiguous ids, 255 void
+    for i, (c, (y0, y1, x0, x1)) in enumerate(segments):
         pan[y0:y1, x0:x1] = i + 1
+        sem[y0:y1, x0:x1] = c
     info = [{"id": i + 1, "category_id": c, "iscrowd": 0} for i, (c, _) in enumerate(segments)]
     inst = Instances((h, w))
     inst.gt_masks = BitMasks(torch.zeros(0, h, w, dtype=torch.bool))
     return {
         "image": torch.randint(0, 255, (3, h, w), generator=g, dtype=torch.uint8),
         "pan_seg": pan,
+        "sem_seg": sem,
         "segments_info": info,
         "instances": inst,
         "height": h,
