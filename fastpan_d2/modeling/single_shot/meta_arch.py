@@ -28,15 +28,10 @@ from torch.nn import functional as F
 from ...data.categories import PanopticCategories
 from ..backbone import resnet_fpn_p2_p7  # noqa: F401  (registers build_resnet_fpn_p2_p7_backbone)
 from ..common.retinanet import RetinaNetBranch
+from ..common.semantic import padded_semantic_targets, semantic_loss
 from ..common.stage_timer import timed_stage
 from .panoptic_head import SingleShotPanopticHead
-from .targets import (
-    batch_center_targets,
-    center_loss,
-    pixel_centers,
-    semantic_loss,
-    semantic_targets,
-)
+from .targets import batch_center_targets, center_loss, pixel_centers
 
 __all__ = ["SingleShotPanoptic", "upsample_to_output"]
 
@@ -151,7 +146,7 @@ class SingleShotPanoptic(nn.Module):
 
         stride = self.sem_head.common_stride
         logits = F.interpolate(self.sem_head.layers(features), size=padded, mode="bilinear", align_corners=False)
-        target = semantic_targets(batched_inputs, padded, self.ignore_value, self.device)
+        target = padded_semantic_targets(batched_inputs, padded, self.ignore_value, self.device)
         losses["loss_sem_seg"] = self.lambda_s * semantic_loss(logits, target, self.ignore_value)
 
         if self.center_head is not None:

@@ -4,7 +4,7 @@ Coordinates: pixel (row y, column x) has its centre at (x + 0.5, y + 0.5); boxes
 same continuous frame (the mapper's ``gt_boxes`` come from ``BitMasks.get_bounding_boxes``, whose
 x1/y1 are one past the last pixel), so a one-pixel instance has offset 0 on its pixel.
 """
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 from torch.nn import functional as F
@@ -56,19 +56,3 @@ def center_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -
     """
     err = (pred - target).abs().sum(dim=1)  # (N, H, W)
     return (err * valid).sum() / valid.sum().clamp(min=1)
-
-
-def semantic_loss(logits: torch.Tensor, target: torch.Tensor, ignore_value: int) -> torch.Tensor:
-    """Pixel-wise cross-entropy averaged over labelled pixels (0, not NaN, if there are none)."""
-    loss = F.cross_entropy(logits, target, reduction="sum", ignore_index=ignore_value)
-    return loss / (target != ignore_value).sum().clamp(min=1)
-
-
-def semantic_targets(batched_inputs: List[dict], padded_size, ignore_value: int, device) -> torch.Tensor:
-    """(N, H, W) long semantic targets padded with ``ignore_value``."""
-    H, W = padded_size
-    out = []
-    for x in batched_inputs:
-        t = x["sem_seg"].to(device)
-        out.append(F.pad(t, (0, W - t.shape[1], 0, H - t.shape[0]), value=ignore_value))
-    return torch.stack(out)

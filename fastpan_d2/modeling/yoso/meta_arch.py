@@ -15,6 +15,7 @@ from detectron2.structures import BitMasks, ImageList, Instances
 from torch import nn
 
 from ...data.categories import PanopticCategories
+from ..common.semantic import AuxiliarySemanticHead
 from ..common.stage_timer import timed_stage
 from .aggregator import FeaturePyramidAggregator
 from .decoder import SeparableDynamicDecoder
@@ -22,16 +23,7 @@ from .inference import merge_panoptic, select_queries
 from .loss import HungarianMatcher, SetCriterion
 from .targets import panoptic_targets
 
-__all__ = ["YOSO", "semantic_loss"]
-
-
-def semantic_loss(logits, sem_seg, ignore_label=255):
-    """Per-pixel CE of logits (B, C, h, w) against the mapper's ``sem_seg`` (B, H, W) (contiguous
-    ids, ``ignore_label`` on void / crowd / padding), nearest-downsampled to (h, w)."""
-    sem = F.interpolate(sem_seg[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
-    if not (sem != ignore_label).any():
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits, sem, ignore_index=ignore_label)
+__all__ = ["YOSO"]
 
 
 @META_ARCH_REGISTRY.register()
@@ -76,7 +68,9 @@ class YOSO(nn.Module):
         # training-only per-pixel classifier on S (not in the paper; 0 = off, see config.py)
         self.aux_semantic_weight = aux_semantic_weight
         if aux_semantic_weight > 0:
-            self.aux_semantic = nn.Conv2d(decoder.proposal_kernels.shape[1], categories.num_classes, 1)
+            self.aux_semantic = AuxiliarySemanticHead(
+                decoder.proposal_kernels.shape[1], categories.num_classes, aux_semantic_weight, categories.ignore_label
+            )
 
     @classmethod
     def from_config(cls, cfg):
@@ -167,11 +161,7 @@ class YOSO(nn.Module):
         targets = [panoptic_targets(x["pan_seg"], x["segments_info"], pad, self.device) for x in batched_inputs]
         losses = self.criterion(outputs, targets)
         if self.aux_semantic_weight > 0:
-            ignore = self.categories.ignore_label
-            sem_seg = ImageList.from_tensors(
-                [x["sem_seg"].to(self.device) for x in batched_inputs], self.size_divisibility, pad_value=ignore
-            ).tensor
-            losses["loss_aux_sem"] = self.aux_semantic_weight * semantic_loss(self.aux_semantic(S), sem_seg, ignore)
+            losses["loss_aux_sem"] = self.aux_semantic(S, batched_inputs, pad)
         return losses
 
     def inference(self, batched_inputs):

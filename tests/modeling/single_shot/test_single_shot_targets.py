@@ -1,5 +1,4 @@
 """Known-answer tests of the centre / semantic targets and losses and of the centre-accuracy tool."""
-import math
 
 import pytest
 import torch
@@ -11,8 +10,6 @@ from fastpan_d2.modeling.single_shot.targets import (
     center_loss,
     center_offset_targets,
     pixel_centers,
-    semantic_loss,
-    semantic_targets,
 )
 
 
@@ -70,21 +67,6 @@ def test_center_loss_by_hand():
     assert none.item() == 0.0
     none.backward()
     assert pred.grad is not None and (pred.grad == 0).all()
-
-
-def test_semantic_loss_by_hand():
-    logits = torch.zeros(1, 3, 1, 2)
-    logits[0, 1, 0, 0] = math.log(2.0)  # p(class 1) = 2/4 at pixel 0
-    target = torch.tensor([[[1, 255]]])
-    assert semantic_loss(logits, target, 255).item() == pytest.approx(math.log(2.0))
-    all_ignored = semantic_loss(logits, torch.full((1, 1, 2), 255), 255)
-    assert all_ignored.item() == 0.0  # not NaN
-
-
-def test_semantic_targets_pad_with_ignore():
-    t = semantic_targets([{"sem_seg": torch.zeros(2, 3, dtype=torch.long)}], (4, 4), 255, "cpu")
-    assert t.shape == (1, 4, 4) and (t[0, :2, :3] == 0).all() and (t[0, 2:] == 255).all()
-    assert (t[0, :, 3] == 255).all()
 
 
 def test_same_class_overlap_accuracy_by_hand():
