@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 
@@ -82,22 +81,29 @@ def count_flops(model, inputs):
         return counter.get_total_flops() / 2 / 1e9, "torch.utils.flop_counter/2"
 
 
-def rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
+def proc_status_mb(field):
+    """A memory field of /proc/self/status ("VmRSS", "VmHWM") in MB; NaN where there is none."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return float("nan")
 
 
 def memory_probe(args):
-    """Run in a fresh process: peak RSS growth from before building the model to after one inference."""
-    before = rss_mb()
+    """Run in a fresh process: peak RSS growth from before building the model to after one inference.
+
+    The peak is the process's own high-water mark (VmHWM), which exec resets. Not ``getrusage``'s
+    ru_maxrss: Linux carries it over fork + exec, so a probe started by a benchmark process that
+    already held ~2 GB reported that parent's size for every model."""
+    before = proc_status_mb("VmRSS")
     _, model = build(args.config_file, args)
     with torch.no_grad():
         model(make_inputs(args))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"peak_mem_mb": peak - before}))
+    print(json.dumps({"peak_mem_mb": proc_status_mb("VmHWM") - before}))
 
 
 def peak_memory_mb(config_file, args, model):

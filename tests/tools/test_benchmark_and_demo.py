@@ -40,6 +40,20 @@ def test_benchmark_ab_json(tmp_path):
         result["a"]["latency_ms_median"] / result["b"]["latency_ms_median"])
 
 
+def test_cpu_memory_probe_does_not_count_the_calling_process():
+    """The CPU probe runs in a child process; a parent that holds 1 GB must not show up in it
+    (getrusage's ru_maxrss survives fork + exec on Linux and did)."""
+    script = (
+        "import sys, torch; sys.path.insert(0, 'tools'); import benchmark as b\n"
+        "ballast = torch.ones(256 * 2**20)  # 1 GB, touched\n"
+        f"args = b.parse_args(['--config-file', '{SYN_PFPN}', '--input-size', '64', '64'])\n"
+        f"print(b.peak_memory_mb('{SYN_PFPN}', args, None), float(ballast[-1]))\n"
+    )
+    peak, _ = map(float, run(["-c", script]).split()[-2:])
+    # measured: ~240 MB for the R18 synthetic model at 64x64 (the old probe: ~1 GB, the parent)
+    assert 0 < peak < 500
+
+
 def test_benchmark_single_config_has_no_b(tmp_path):
     out = tmp_path / "one.json"
     run(["tools/benchmark.py", "--config-file", SYN_PFPN, "--input-size", "64", "64", "--iters", "1",
