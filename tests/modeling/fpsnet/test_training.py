@@ -1,12 +1,15 @@
-"""A short FPSNet training run on the synthetic data, through the engine, must raise PQ far above
-the untrained model's.
+"""Short FPSNet training runs on the synthetic data, through the engine, must raise PQ far above
+the untrained model's, things included.
 
-What fits the CI budget (about a minute for both tests on two busy cores) is fitting a small
-private synthetic set: 8 images of 64x64, trained on and evaluated on the same images. That
-checks the whole pipeline (mapper -> targets -> losses -> optimizer -> argmax inference ->
-COCOPanopticEvaluator) learns. With masks from the detections, stuff is what learns in this
-budget: at 64x64 the things are 5-20 px, one or two cells of FPSNet's single stride-8 feature
-map, and the attention-mask path needs a detector that already finds them.
+What fits the CI budget is fitting a small private synthetic set: 8 images, trained on and
+evaluated on the same images. That checks the whole pipeline (mapper -> detector and its targets
+-> attention masks -> matching and panoptic targets -> losses -> optimizer -> argmax inference ->
+COCOPanopticEvaluator) learns; generalisation is what the synthetic config's full run measures
+(projects/FPSNet/README.md).
+
+The first test is the paper's inference path end to end: the synthetic config as shipped at its
+128x128 size, the attention masks at test time from the network's own detections. Things must
+be found, so a break anywhere between the detector and the panoptic head fails it.
 
 The second test takes the detector out: ground-truth boxes as the attention masks, in training
 and evaluation (the paper's Table III ablation). Then the panoptic head alone must learn things.
@@ -17,11 +20,11 @@ import os
 
 from tests.train_utils import pq_before_and_after, synthetic_config, tiny_synthetic_opts
 
-MAX_ITER = int(os.environ.get("FPSNET_TEST_ITERS", 150))
+MAX_ITER = int(os.environ.get("FPSNET_TEST_ITERS", 300))
 GT_MASKS_ITER = 300
 
 
-def small_opts(tmp_path, max_iter=MAX_ITER):
+def small_opts(tmp_path, max_iter):
     # The synthetic config with every width cut down, on a private set of 8 images of 64x64.
     # The paper's optimizer (SGD, wd 0.001) at LR 0.03, what these bars were measured with.
     return tiny_synthetic_opts(tmp_path, max_iter) + [
@@ -44,14 +47,18 @@ def small_opts(tmp_path, max_iter=MAX_ITER):
     ]
 
 
-def test_short_training_raises_pq(tmp_path):
-    before, after = pq_before_and_after(
-        synthetic_config("fpsnet"), small_opts(tmp_path),
-        "fastpan_shapes_train")
+def test_training_finds_things_from_its_own_detections(tmp_path):
+    # fpsnet.yaml as shipped (Adam, N_att 10, mask skip, half the training images with GT boxes as
+    # masks) on 8 images of 128x128; inference always draws the masks from the detections.
+    opts = tiny_synthetic_opts(tmp_path, MAX_ITER, image_size=128)
+    before, after = pq_before_and_after(synthetic_config("fpsnet"), opts, "fastpan_shapes_train")
     print(f"FPSNet PQ before {before} after {MAX_ITER} iterations {after}")
+    # Measured (seeds 0 / 1 / 2): PQ 53.0 / 52.4 / 48.5, PQ_th 21.7 / 20.9 / 13.8, PQ_st 92.2 /
+    # 91.7 / 91.9; 800 iterations: PQ 80.1, PQ_th 67.4.
     assert before["PQ"] < 5.0
-    assert after["PQ"] > before["PQ"] + 15.0
-    assert after["PQ_st"] > 40.0
+    assert after["PQ_th"] > 8.0 and after["PQ_th"] > before["PQ_th"] + 6.0
+    assert after["PQ"] > before["PQ"] + 30.0
+    assert after["PQ_st"] > 80.0
 
 
 def test_head_learns_things_with_ground_truth_boxes_as_masks(tmp_path):
