@@ -1,5 +1,5 @@
 """Per-pixel semantic targets and loss shared by the networks with a semantic output
-(Single-Shot's semantic branch, the training-only auxiliary semantic losses of YOSO and FPSNet).
+(Single-Shot's semantic branch, YOSO's training-only auxiliary semantic loss).
 
 Targets are the mapper's ``sem_seg`` (contiguous ids over things and stuff, the ignore label on
 void, crowd and padding)."""
@@ -37,7 +37,7 @@ def semantic_loss(logits: torch.Tensor, target: torch.Tensor, ignore_value: int 
 class AuxiliarySemanticHead(nn.Module):
     """Training-only per-pixel classifier: a 1x1 conv from a feature map to all classes, trained
     with ``semantic_loss``. Not in any of the papers; it gives a from-scratch backbone a dense
-    class signal (YOSO's and FPSNet's ``AUX_SEMANTIC_WEIGHT``) and is not run at inference."""
+    class signal (YOSO's ``AUX_SEMANTIC_WEIGHT``) and is not run at inference."""
 
     def __init__(self, in_channels: int, num_classes: int, loss_weight: float, ignore_value: int = 255):
         super().__init__()
