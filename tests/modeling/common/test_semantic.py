@@ -40,7 +40,6 @@ def test_semantic_loss_downsamples_the_target():
     loss.backward()  # still part of the graph
 
 
-
 def test_auxiliary_head_loss_by_hand():
     """Zero predictor weights and biases: uniform over C classes, so the loss is weight x log C on
     the labelled pixels of the padded target; the padding is ignored."""
