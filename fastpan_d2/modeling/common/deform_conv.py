@@ -62,7 +62,10 @@ def _grid_sample_deform_conv2d(x, offset, mask, weight, bias, stride, padding, d
     )  # (B*G, C/G, K*Ho, Wo)
     sampled = sampled.view(B, G, C // G, K, Ho * Wo)
     if mask is not None:
-        sampled = sampled * mask.view(B, G, 1, K, Ho * Wo)
+        m = mask.view(B, G, 1, K, Ho * Wo)
+        # In place when no gradient is recorded: saves a copy of the (C, K, Ho*Wo) columns, the
+        # largest tensor of the layer (300 MB on P2 at 800x1333 with 128 channels).
+        sampled = sampled * m if torch.is_grad_enabled() else sampled.mul_(m)
     cols = sampled.reshape(B, groups, Cg * K, Ho * Wo)
     w = weight.view(groups, O // groups, Cg * K)
     out = torch.matmul(w.unsqueeze(0), cols).reshape(B, O, Ho, Wo)

@@ -37,6 +37,10 @@ def test_grid_sample_matches_torchvision(H, W, k, stride, pad, dil, groups, ogro
     out = modulated_deform_conv2d(x, offset, mask, weight, bias, s, p, d, impl="grid_sample")
     assert out.shape == ref.shape == (B, O, Ho, Wo)
     torch.testing.assert_close(out, ref, atol=1e-9, rtol=1e-9)
+    # inference path (no autograd: the mask is applied in place) gives the same
+    with torch.no_grad():
+        out_ng = modulated_deform_conv2d(x, offset, mask, weight, bias, s, p, d, impl="grid_sample")
+    torch.testing.assert_close(out_ng, ref, atol=1e-9, rtol=1e-9)
     # float32, as used in the networks: ~1e-5
     out32 = modulated_deform_conv2d(
         x.float(), offset.float(), mask.float(), weight.float(), bias.float(), s, p, d, impl="grid_sample"
