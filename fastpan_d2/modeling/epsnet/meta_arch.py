@@ -11,7 +11,6 @@ from typing import Dict, List
 import torch
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
-from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.modeling.anchor_generator import build_anchor_generator
 from detectron2.modeling.box_regression import Box2BoxTransform
@@ -20,12 +19,13 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from fastpan_d2.data.categories import PanopticCategories
+from fastpan_d2.modeling.common.resample import resample_to_output
 from fastpan_d2.modeling.common.stage_timer import timed_stage
 
 from .fusion import build_fusion
 from .heads import CoefficientSemanticHead, InstanceHead, ProtoHead, StandardSemanticHead
 from .loss import epsnet_losses, match_anchors, semantic_targets, stuff_lookup
-from .postprocess import fast_nms, panoptic_merge, paste_masks, resample, standard_nms
+from .postprocess import fast_nms, panoptic_merge, paste_masks, standard_nms
 
 __all__ = ["EPSNet"]
 
@@ -248,7 +248,7 @@ class EPSNet(nn.Module):
         mask_logits = torch.einsum("nk,khw->nhw", coefs[keep], protos)
         masks = paste_masks(mask_logits, det_boxes, proto_stride, image_size, out_size)
 
-        sem = resample(sem_logits, sem_stride, image_size, out_size)
+        sem = resample_to_output(sem_logits, sem_stride, image_size, out_size)
         stuff_classes = sem.max(0).indices  # max() is faster than argmax() over dim 0 on CPU
         seg, info = panoptic_merge(
             masks, det_scores, det_classes, stuff_classes, num_stuff=self.categories.num_stuff,

@@ -6,19 +6,16 @@ Everything is batched tensor code (no loop over pixels, segments or classes):
   triangle; a box is kept if no higher-scored box of its class overlaps it more than the
   threshold (already-suppressed boxes may still suppress, as YOLACT defines it).
 * ``standard_nms``: score threshold, top-k, detectron2's ``batched_nms``.
-* ``resample``: bilinear resampling of a map computed on the padded input canvas at some
-  stride to the original image size in one ``F.interpolate`` (the resize of the input is undone
-  exactly, aspect ratio changes included).
 * ``panoptic_merge``: the heuristic of Kirillov et al. that the paper uses: instances painted
   by score, an instance dropped if more than ``overlap_thresh`` of it is already taken,
   instances win over stuff, 'other' and stuff smaller than ``stuff_area_thresh`` become void.
 """
-import math
-from typing import List, Tuple
+from typing import List
 
 import torch
 from detectron2.layers import batched_nms
-from torch.nn import functional as F
+
+from ..common.resample import resample_to_output
 
 
 def _box_area(b):
@@ -74,33 +71,12 @@ def standard_nms(boxes, scores, iou_thresh=0.5, top_k=1000, score_thresh=0.05, m
     return idx[keep], s[keep], classes[keep]
 
 
-def resample(x: torch.Tensor, stride: float, image_size: Tuple[int, int], out_size: Tuple[int, int]):
-    """x (C, h, w): a map on the padded input canvas at ``stride`` (cell i covers input pixels
-    [i·stride, (i+1)·stride)). The input image occupied [0, image_size) of that canvas and was
-    resized from ``out_size``. -> (C, *out_size), bilinear (align_corners=False rules, edges clamped).
-
-    One ``F.interpolate`` with the exact scale factors (not the rounded sizes), so output pixel y
-    samples canvas coordinate (y + 0.5) · image_h / out_h / stride - 0.5: the input's resize is
-    undone exactly, aspect-ratio change included (faster than ``grid_sample`` on CPU)."""
-    oh, ow = out_size
-    sy = oh * stride / image_size[0]
-    sx = ow * stride / image_size[1]
-    # Only the cells under the image (+1 for the bilinear neighbour) matter.
-    ch = min(x.shape[-2], math.ceil(image_size[0] / stride) + 1)
-    cw = min(x.shape[-1], math.ceil(image_size[1] / stride) + 1)
-    y = F.interpolate(x[None, :, :ch, :cw], scale_factor=(sy, sx), mode="bilinear", align_corners=False,
-                      recompute_scale_factor=False)[0]
-    if y.shape[-2] < oh or y.shape[-1] < ow:  # floor() of the output size fell one short
-        y = F.pad(y, (0, max(ow - y.shape[-1], 0), 0, max(oh - y.shape[-2], 0)), mode="replicate")
-    return y[:, :oh, :ow]
-
-
 def paste_masks(mask_logits, boxes, stride, image_size, out_size):
     """mask_logits (D, h, w) on the canvas, boxes (D, 4) at output scale -> (D, *out_size) bool:
     sigmoid(P·c) > 0.5, cropped by the box."""
     if mask_logits.shape[0] == 0:
         return torch.zeros((0, *out_size), dtype=torch.bool, device=mask_logits.device)
-    m = resample(mask_logits, stride, image_size, out_size) > 0
+    m = resample_to_output(mask_logits, stride, image_size, out_size) > 0
     oh, ow = out_size
     ys = torch.arange(oh, device=boxes.device, dtype=boxes.dtype) + 0.5
     xs = torch.arange(ow, device=boxes.device, dtype=boxes.dtype) + 0.5

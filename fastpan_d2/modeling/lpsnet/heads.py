@@ -13,7 +13,7 @@ from typing import List
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
-from detectron2.layers import Conv2d, ShapeSpec, get_norm
+from detectron2.layers import Conv2d, get_norm
 from torch import nn
 
 from ..common.deform_conv import ModulatedDeformConv2d

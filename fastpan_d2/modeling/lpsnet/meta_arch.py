@@ -18,35 +18,14 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from ...data.categories import PanopticCategories
+from ..common.resample import resample_to_output
 from ..common.stage_timer import timed_stage
 from .heads import LPSNetBoxHead, LPSNetSemSegHead
 from .loss import borderness_loss, box_loss, ltrb_to_boxes
 from .panoptic_head import ParameterFreePanopticHead
 from .targets import build_box_targets, compute_locations, level_ranges
 
-__all__ = ["LPSNet", "resize_logits"]
-
-
-def resize_logits(logits, image_size, out_size, stride):
-    """(C, h, w) logits predicted at ``stride`` on the padded batch -> (C, H, W) at ``out_size``.
-
-    Reads only the image's region (``image_size`` of the padded input) and resamples it
-    bilinearly in one pass: the same coordinates as detectron2's ``sem_seg_postprocess`` applied
-    after upsampling the logits to the padded input, without building that large tensor.
-    """
-    C, h, w = logits.shape
-    H, W = out_size
-    ys = (torch.arange(H, device=logits.device, dtype=logits.dtype) + 0.5) * (image_size[0] / H) / stride
-    xs = (torch.arange(W, device=logits.device, dtype=logits.dtype) + 0.5) * (image_size[1] / W) / stride
-    grid = torch.stack(
-        (
-            (2 * xs / w - 1).view(1, W).expand(H, W),
-            (2 * ys / h - 1).view(H, 1).expand(H, W),
-        ),
-        dim=-1,
-    )
-    out = F.grid_sample(logits[None], grid[None], mode="bilinear", padding_mode="border", align_corners=False)
-    return out[0]
+__all__ = ["LPSNet"]
 
 
 @META_ARCH_REGISTRY.register()
@@ -244,7 +223,7 @@ class LPSNet(nn.Module):
     def postprocess(self, det, sem_logits, image_size, height, width):
         """Detections + semantic logits of one image -> detectron2's outputs at (height, width)."""
         scale_y, scale_x = height / image_size[0], width / image_size[1]
-        sem = resize_logits(sem_logits, image_size, (height, width), self.sem_seg_head.common_stride)
+        sem = resample_to_output(sem_logits, self.sem_seg_head.common_stride, image_size, (height, width))
         inst = Instances((height, width))
         boxes = det.pred_boxes.tensor.clone()
         boxes[:, 0::2] *= scale_x

@@ -13,7 +13,7 @@ from typing import Tuple
 
 import torch
 
-from .meta_arch import upsample_to_output
+from ..common.resample import resample_to_output
 from .panoptic_head import box_masks, closest_center_assignment
 from .targets import pixel_centers
 
@@ -52,7 +52,7 @@ def evaluate_center_accuracy(model, data_loader) -> Tuple[int, int]:
         offsets = model.center_head.layers(model.backbone(images.tensor))
         stride = model.sem_head.common_stride
         for x, off, size in zip(batch, offsets, images.image_sizes):
-            off = upsample_to_output(off, stride, size, size)
+            off = resample_to_output(off, stride, size, size)
             inst = x["instances"].to(off.device)
             c, t = same_class_overlap_accuracy(
                 inst.gt_masks.tensor, inst.gt_boxes.tensor, inst.gt_classes,

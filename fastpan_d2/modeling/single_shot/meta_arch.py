@@ -28,12 +28,13 @@ from torch.nn import functional as F
 from ...data.categories import PanopticCategories
 from ..backbone import resnet_fpn_p2_p7  # noqa: F401  (registers build_resnet_fpn_p2_p7_backbone)
 from ..common.retinanet import RetinaNetBranch
+from ..common.resample import resample_to_output
 from ..common.semantic import padded_semantic_targets, semantic_loss
 from ..common.stage_timer import timed_stage
 from .panoptic_head import SingleShotPanopticHead
 from .targets import batch_center_targets, center_loss, pixel_centers
 
-__all__ = ["SingleShotPanoptic", "upsample_to_output"]
+__all__ = ["SingleShotPanoptic"]
 
 
 def build_fpn_branch(cfg, input_shape: Dict[str, ShapeSpec], num_outputs: int) -> SemSegFPNHead:
@@ -47,25 +48,6 @@ def build_fpn_branch(cfg, input_shape: Dict[str, ShapeSpec], num_outputs: int) -
         norm=s.NORM,
         ignore_value=s.IGNORE_VALUE,
     )
-
-
-def upsample_to_output(x: torch.Tensor, stride: int, image_size, output_size) -> torch.Tensor:
-    """(C, h/stride, w/stride) map of a padded batch -> (C, H_out, W_out).
-
-    Bilinear x``stride``, cropped to the image's (unpadded) ``image_size``, then resized to
-    ``output_size`` (detectron2's ``sem_seg_postprocess``), computing only the rows/columns the
-    crop keeps. The result is a (C, H, W) view of channels-last memory.
-    """
-    h, w = image_size
-    rows, cols = min(-(-h // stride) + 1, x.shape[-2]), min(-(-w // stride) + 1, x.shape[-1])
-    # channels-last: faster bilinear upsampling on CPU, and the per-pixel reductions over classes
-    # that follow (max / argmax over dim 0) read contiguous memory.
-    x = x[None, :, :rows, :cols].contiguous(memory_format=torch.channels_last)
-    x = F.interpolate(x, scale_factor=stride, mode="bilinear", align_corners=False)
-    x = x[:, :, :h, :w]
-    if (h, w) != tuple(output_size):
-        x = F.interpolate(x, size=tuple(output_size), mode="bilinear", align_corners=False)
-    return x[0]
 
 
 @META_ARCH_REGISTRY.register()
@@ -174,11 +156,11 @@ class SingleShotPanoptic(nn.Module):
             results = []
             for i, (x, size) in enumerate(zip(batched_inputs, images.image_sizes)):
                 out_size = (x.get("height", size[0]), x.get("width", size[1]))
-                logits = upsample_to_output(sem[i], stride, size, out_size)
+                logits = resample_to_output(sem[i], stride, size, out_size)
                 det = detector_postprocess(detections[i], *out_size)
                 centers = None
                 if offsets is not None and bool((det.scores >= self.panoptic_head.score_thresh).any()):
-                    off = upsample_to_output(offsets[i], stride, size, out_size)
+                    off = resample_to_output(offsets[i], stride, size, out_size)
                     scale = off.new_tensor([out_size[1] / size[1], out_size[0] / size[0]]).view(2, 1, 1)
                     centers = pixel_centers(*out_size, device=off.device) + off * scale
                 panoptic = self.panoptic_head(

@@ -7,7 +7,6 @@ from fastpan_d2.modeling.epsnet.postprocess import (
     fast_nms,
     panoptic_merge,
     paste_masks,
-    resample,
     standard_nms,
 )
 
@@ -59,20 +58,6 @@ def test_nms_score_threshold_and_empty():
     for nms in (fast_nms, standard_nms):
         keep, s, c = nms(BOXES, scores, 0.5, 10, 0.05, 10)
         assert keep.numel() == 0 and s.numel() == 0 and c.numel() == 0
-
-
-def test_resample_identity_and_aspect_change():
-    x = torch.arange(12.0).view(1, 3, 4)
-    # stride 1, image fills the canvas, same output size: identity
-    torch.testing.assert_close(resample(x, 1.0, (3, 4), (3, 4)), x)
-    # canvas 4x4 at stride 2 (8x8 input); the image was 4x8 px (rows 0..1 of the canvas) and had been
-    # resized from 2x4: each output pixel is the centre of one canvas cell of rows 0..1.
-    canvas = torch.arange(16.0).view(1, 4, 4)
-    out = resample(canvas, 2.0, (4, 8), (2, 4))
-    torch.testing.assert_close(out, canvas[:, :2, :])
-    # Output twice the image: bilinear between the cell centres (align_corners=False rules).
-    out = resample(torch.tensor([[[0.0, 2.0]]]), 1.0, (1, 2), (1, 4))
-    torch.testing.assert_close(out, torch.tensor([[[0.0, 0.5, 1.5, 2.0]]]))
 
 
 def test_paste_masks_thresholds_logits_and_crops_by_box():

@@ -7,7 +7,6 @@ from detectron2.structures import BitMasks, Instances
 import fastpan_d2  # noqa: F401
 from fastpan_d2.config import get_fastpan_cfg
 from fastpan_d2.modeling.single_shot import SingleShotPanoptic
-from fastpan_d2.modeling.single_shot.meta_arch import upsample_to_output
 
 NUM_CLASSES, NUM_THINGS = 9, 5  # fastpan_shapes: things 0..4, stuff 5..8
 
@@ -90,14 +89,6 @@ def test_head_shapes(model, size):
         for (h, w), lg, dl in zip(sizes, logits, deltas):
             n = h * w * A
             assert lg.shape == (1, n, NUM_THINGS) and dl.shape == (1, n, 4)
-
-
-def test_upsample_to_output_matches_full_upsample_then_crop():
-    x = torch.randn(3, 32, 32)  # a padded 128x128 batch at stride 4
-    full = torch.nn.functional.interpolate(x[None], scale_factor=4, mode="bilinear", align_corners=False)[0]
-    out = upsample_to_output(x, 4, (72, 101), (72, 101))
-    assert torch.allclose(out, full[:, :72, :101], atol=1e-6)
-    assert upsample_to_output(x, 4, (72, 101), (144, 50)).shape == (3, 144, 50)
 
 
 def test_training_losses_and_gradients():
