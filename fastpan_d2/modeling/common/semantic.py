@@ -1,5 +1,6 @@
 """Per-pixel semantic targets and loss shared by the networks with a semantic output
-(Single-Shot's semantic branch, YOSO's training-only auxiliary semantic loss).
+(Single-Shot's semantic branch, LPSNet's semantic head, YOSO's training-only auxiliary semantic
+loss).
 
 Targets are the mapper's ``sem_seg`` (contiguous ids over things and stuff, the ignore label on
 void, crowd and padding)."""

@@ -19,6 +19,7 @@ from torch import nn
 
 from ...data.categories import PanopticCategories
 from ..common.resample import resample_to_output
+from ..common.semantic import padded_semantic_targets, semantic_loss
 from ..common.stage_timer import timed_stage
 from .heads import LPSNetBoxHead, LPSNetSemSegHead
 from .loss import borderness_loss, box_loss, ltrb_to_boxes
@@ -153,12 +154,9 @@ class LPSNet(nn.Module):
         loss_box = box_loss(ltrb_all[positive], box_t[positive], quality_t[positive], self.box_loss_type)
         loss_border = borderness_loss(border_all, quality_t, positive, self.borderness_on_negatives)
 
-        sem_t = ImageList.from_tensors(
-            [x["sem_seg"].to(self.device) for x in batched_inputs], self.backbone.size_divisibility,
-            pad_value=self.ignore_value,
-        ).tensor
+        sem_t = padded_semantic_targets(batched_inputs, padded, self.ignore_value, self.device)
         logits = F.interpolate(sem_logits, size=padded, mode="bilinear", align_corners=False)
-        loss_sem = F.cross_entropy(logits, sem_t[:, : padded[0], : padded[1]], ignore_index=self.ignore_value)
+        loss_sem = semantic_loss(logits, sem_t, self.ignore_value)
         return {
             "loss_box": self.box_loss_weight * loss_box,
             "loss_borderness": self.borderness_loss_weight * loss_border,
