@@ -32,11 +32,8 @@ def resample_to_output(x: torch.Tensor, stride: float, image_size: Tuple[int, in
     rows = min(x.shape[-2], math.ceil(h / stride) + 1)
     cols = min(x.shape[-1], math.ceil(w / stride) + 1)
     x = x[None, :, :rows, :cols].contiguous(memory_format=torch.channels_last)
-    if (oh, ow) == (h, w):
-        sy = sx = float(stride)
-    else:
-        sy, sx = oh * stride / h, ow * stride / w
-    y = F.interpolate(x, scale_factor=(sy, sx), mode="bilinear", align_corners=False,
+    scale = (oh * stride / h, ow * stride / w)  # (stride, stride) when out_size == image_size
+    y = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False,
                       recompute_scale_factor=False)
     if y.shape[-2] < oh or y.shape[-1] < ow:  # floor() of the output size fell one short
         y = F.pad(y, (0, max(ow - y.shape[-1], 0), 0, max(oh - y.shape[-2], 0)), mode="replicate")

@@ -5,10 +5,10 @@ Only the channels that can be read as a segment take part in the argmax: the slo
 a detection (in inference the slots are in score order, so the first ``n``) and the stuff
 channels; empty slots and the two training-only outputs are left out before upsampling.
 
-Speed (CPU): the logits are upsampled in channels-last layout (``common.resample``), so that the argmax over channels
-reads contiguous memory: 2-3x faster than NCHW at 1024x2048 with 61 channels. (Computing the
-argmax only at segment borders, where the four bilinear source cells disagree, was tried and
-was slower: the gathers cost more than the dense upsampling.)
+Speed (CPU): the logits are upsampled in channels-last layout (``common.resample``), so that the
+argmax over channels reads contiguous memory: 2-3x faster than NCHW at 1024x2048 with 61
+channels. (Computing the argmax only at segment borders, where the four bilinear source cells
+disagree, was tried and was slower: the gathers cost more than the dense upsampling.)
 """
 from typing import List, Tuple
 

@@ -66,10 +66,11 @@ class YOSO(nn.Module):
         self.semantic_on = semantic_on
         self.instance_on = instance_on
         # training-only per-pixel classifier on S (not in the paper; 0 = off, see config.py)
-        self.aux_semantic_weight = aux_semantic_weight
+        self.aux_semantic = None
         if aux_semantic_weight > 0:
             self.aux_semantic = AuxiliarySemanticHead(
-                decoder.proposal_kernels.shape[1], categories.num_classes, aux_semantic_weight, categories.ignore_label
+                decoder.proposal_kernels.shape[1], categories.num_classes, aux_semantic_weight,
+                categories.ignore_label,
             )
 
     @classmethod
@@ -160,7 +161,7 @@ class YOSO(nn.Module):
         pad = images.tensor.shape[-2:]
         targets = [panoptic_targets(x["pan_seg"], x["segments_info"], pad, self.device) for x in batched_inputs]
         losses = self.criterion(outputs, targets)
-        if self.aux_semantic_weight > 0:
+        if self.aux_semantic is not None:
             losses["loss_aux_sem"] = self.aux_semantic(S, batched_inputs, pad)
         return losses
 
