@@ -19,6 +19,7 @@ def add_shared_config(cfg):
     cfg.INPUT.FIXED_SIZE = (550, 550)  # (H, W) for FixedSize
     cfg.INPUT.SCALE_RANGE = (1.0, 1.5)  # scale factors for FixedSize / ScaleJitterCrop
     cfg.INPUT.SCALE_BASE_SIZE = (1024, 2048)  # (H, W) ScaleJitterCrop scales
+    cfg.INPUT.COLOR_AUG_SSD = False  # SSD's photometric distortion in training (data/transforms.py)
     # The built-in synthetic dataset (fastpan_shapes_*).
     cfg.DATASETS.SYNTHETIC = CN()
     cfg.DATASETS.SYNTHETIC.ROOT = ""  # "" = $DETECTRON2_DATASETS/fastpan_shapes

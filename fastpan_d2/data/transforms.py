@@ -7,7 +7,10 @@
 * ``ScaleJitterCrop``: large-scale jitter / Cityscapes recipe: ``ResizeScale`` of
   ``INPUT.SCALE_BASE_SIZE`` by a factor in ``INPUT.SCALE_RANGE``, then ``FixedSizeCrop`` of
   ``INPUT.CROP.SIZE``; at test time ``ResizeShortestEdge`` with MIN_SIZE_TEST/MAX_SIZE_TEST.
+
+``INPUT.COLOR_AUG_SSD`` adds SSD's photometric distortion (``ColorAugSSD``) after them in training.
 """
+import cv2
 import numpy as np
 from detectron2.data import transforms as T
 
@@ -26,7 +29,62 @@ class RandomScaledFixedSize(T.Augmentation):
         return T.ResizeTransform(h, w, int(round(self.size[0] * s)), int(round(self.size[1] * s)))
 
 
+class ColorAugSSD(T.Augmentation):
+    """SSD's photometric distortion (Liu et al., ECCV 2016, as YOLACT/EPSNet and Mask2Former/YOSO
+    train): each step with probability 1/2, in this order: brightness + U(-32, 32); contrast x
+    U(0.5, 1.5) either here or after the next two steps (coin flip); saturation x U(0.5, 1.5); hue
+    + U(-18, 18) in OpenCV's 8-bit hue units (half-degrees). Values are clipped to [0, 255].
+    Geometry and labels are untouched.
+    """
+
+    def __init__(self, image_format="RGB", brightness_delta=32, contrast_range=(0.5, 1.5),
+                 saturation_range=(0.5, 1.5), hue_delta=18):
+        super().__init__()
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"ColorAugSSD needs an RGB or BGR image, got INPUT.FORMAT {image_format!r}")
+        self._init(locals())
+
+    def _draw(self):
+        """The random choices of one application: (brightness, contrast, contrast_last, saturation, hue)."""
+        coin = lambda: np.random.rand() < 0.5  # noqa: E731
+        brightness = np.random.uniform(-self.brightness_delta, self.brightness_delta) if coin() else 0.0
+        contrast_last = coin()
+        contrast = np.random.uniform(*self.contrast_range) if coin() else 1.0
+        saturation = np.random.uniform(*self.saturation_range) if coin() else 1.0
+        hue = int(np.random.randint(-self.hue_delta, self.hue_delta + 1)) if coin() else 0
+        return brightness, contrast, contrast_last, saturation, hue
+
+    def get_transform(self, image):
+        brightness, contrast, contrast_last, saturation, hue = self._draw()
+        to_hsv, from_hsv = (
+            (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB) if self.image_format == "RGB" else (cv2.COLOR_BGR2HSV, cv2.COLOR_HSV2BGR)
+        )
+
+        def distort(img):
+            dtype = img.dtype
+            img = np.clip(img.astype(np.float32) + brightness, 0, 255)
+            if not contrast_last:
+                img = np.clip(img * contrast, 0, 255)
+            if saturation != 1.0 or hue != 0:
+                hsv = cv2.cvtColor(img.astype(np.uint8), to_hsv).astype(np.int32)
+                hsv[..., 0] = (hsv[..., 0] + hue) % 180
+                hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 255)
+                img = cv2.cvtColor(hsv.astype(np.uint8), from_hsv).astype(np.float32)
+            if contrast_last:
+                img = np.clip(img * contrast, 0, 255)
+            return img.astype(dtype) if dtype == np.uint8 else img
+
+        return T.ColorTransform(distort)
+
+
 def build_augmentations(cfg, is_train):
+    augs = _build_geometric_augmentations(cfg, is_train)
+    if is_train and cfg.INPUT.COLOR_AUG_SSD:
+        augs.append(ColorAugSSD(cfg.INPUT.FORMAT))
+    return augs
+
+
+def _build_geometric_augmentations(cfg, is_train):
     name = cfg.INPUT.AUGMENTATION
     flip = []
     if is_train and cfg.INPUT.RANDOM_FLIP != "none":
