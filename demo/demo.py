@@ -32,6 +32,7 @@ import time
 import numpy as np
 import torch
 import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -202,8 +203,8 @@ class Demo:
 
 
 def describe(segments_info):
-    if segments_info is None:
-        return "segments"
+    if segments_info is None:  # ids are category ids (detectron2's convention for this case)
+        return "a panoptic map without segments_info"
     things = sum(bool(s.get("isthing")) for s in segments_info)
     return f"{len(segments_info)} segments ({things} things, {len(segments_info) - things} stuff)"
 
@@ -355,7 +356,8 @@ def run(args):
         check_window_support()
     cfg = build_cfg(args)
     if args.input:
-        return run_images(Demo(cfg), inputs, outputs)
+        with logging_redirect_tqdm([logging.getLogger("fastpan_d2")]):  # log lines above the bar
+            return run_images(Demo(cfg), inputs, outputs)
     # Video and webcam share everything but the source.
     name = args.video_input or f"webcam{args.webcam}"
     capture, first_frame = open_capture(args.video_input or args.webcam, name)
@@ -364,7 +366,8 @@ def run(args):
     except BaseException:
         capture.release()
         raise
-    return run_frames(demo, capture, first_frame, name, output)
+    with logging_redirect_tqdm([logging.getLogger("fastpan_d2")]):
+        return run_frames(demo, capture, first_frame, name, output)
 
 
 def main(argv=None):
