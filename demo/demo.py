@@ -93,7 +93,7 @@ def _is_folder_target(output):
 
 def _check_folder(folder, what):
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise UserInputError(f"--output {folder} is a file, but {what} needs a folder")
+        raise UserInputError(f"--output {folder} is a file, but it must be a folder for {what}")
     parent = folder
     while parent and not os.path.exists(parent):
         parent = os.path.dirname(parent.rstrip(os.sep))
@@ -115,7 +115,7 @@ def plan_image_outputs(inputs, output):
         return [None] * len(inputs)
     output = os.path.expanduser(output)
     if len(inputs) > 1 or _is_folder_target(output):
-        _check_folder(output, f"{len(inputs)} input image(s)")
+        _check_folder(output, f"the drawings of {len(inputs)} image(s)")
         outs = [os.path.join(output, os.path.splitext(os.path.basename(p))[0] + ".png") for p in inputs]
         seen = {}
         for path, out in zip(inputs, outs):
@@ -127,7 +127,7 @@ def plan_image_outputs(inputs, output):
         if not output.lower().endswith(IMAGE_EXTENSIONS):
             raise UserInputError(f"--output {output}: not an image file name ({', '.join(IMAGE_EXTENSIONS)}) "
                                  "and not a folder")
-        _check_folder(os.path.dirname(output) or ".", "the output image")
+        _check_folder(os.path.dirname(output) or ".", "the drawing")
         outs = [output]
     for out in outs:
         _check_not_an_input(out, inputs)
@@ -140,12 +140,12 @@ def plan_video_output(output, source_name, inputs=()):
         return None
     output = os.path.expanduser(output)
     if _is_folder_target(output):
-        _check_folder(output, "a video")
+        _check_folder(output, "the video")
         output = os.path.join(output, os.path.splitext(os.path.basename(source_name))[0] + ".mp4")
     elif os.path.splitext(output)[1].lower() not in VIDEO_FOURCC:
         raise UserInputError(f"--output {output}: not a video file name ({', '.join(VIDEO_FOURCC)}) and not a folder")
     else:
-        _check_folder(os.path.dirname(output) or ".", "the output video")
+        _check_folder(os.path.dirname(output) or ".", "the video")
     _check_not_an_input(output, inputs)
     return output
 
