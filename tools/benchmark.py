@@ -15,7 +15,8 @@ Reports median / p90 latency, FPS, the per-stage breakdown (the stages the meta-
 see fastpan_d2/engine/timing.py), parameters, GFLOPs (G multiply-adds of the timed inference,
 attention and deformable convs included: fastpan_d2/utils/analysis.py), per top-level module
 too, and peak memory (CUDA: max allocated; CPU: peak RSS growth of a fresh process from before
-the model is built to after one inference). With B: the latency ratio A/B and the FLOP
+the model is built to after one inference); ``--profile N``: the N operators with the most self
+CPU time in one more inference (torch.profiler). With B: the latency ratio A/B and the FLOP
 efficiency of A against B, (GFLOPs_A / latency_A) / (GFLOPs_B / latency_B): below 1, A spends
 time on something other than arithmetic, relative to B.
 
@@ -103,6 +104,19 @@ def gflops_of(model, inputs):
     if rest > 1e-6:
         children["(meta-arch)"] = rest
     return total / 1e9, children
+
+
+def profile_top(model, inputs, top):
+    """The ``top`` operators by self CPU time of one inference (torch.profiler), with their share."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(inputs)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [{"op": e.key, "self_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
+             "calls": e.count} for e in events[:top]]
 
 
 def proc_status_mb(field):
@@ -208,6 +222,8 @@ def benchmark(args):
             "peak_mem_mb": float("nan") if args.no_memory else peak_memory_mb(config_file, args, model),
             "iters": args.iters,
         })
+        if args.profile:
+            reports[-1]["profile_top"] = profile_top(model, inputs, args.profile)
         r = reports[-1]
         print(f"[{'ab'[len(reports) - 1]}] {config_file} ({cfg.MODEL.META_ARCHITECTURE}) at "
               f"{args.input_size[0]}x{args.input_size[1]} on {args.device}{' (--fast)' if args.fast else ''}")
@@ -215,6 +231,8 @@ def benchmark(args):
         modules = ", ".join(f"{k} {v:.1f}" for k, v in by_module.items())
         print(f"    params {r['params'] / 1e6:.2f} M, {gflops:.1f} GFLOPs ({modules}), "
               f"{1e3 * gflops / s['latency_ms_median']:.1f} GFLOP/s, peak memory {r['peak_mem_mb']:.0f} MB")
+        for e in r.get("profile_top", []):
+            print(f"      {e['share']:6.1%} {e['self_ms']:9.1f} ms {e['calls']:6d}x  {e['op']}")
     return _result(reports, args)
 
 
@@ -347,6 +365,8 @@ def parse_args(argv=None):
                    help="inference: fold BatchNorm, channels-last and autocast, for A and B alike")
     p.add_argument("--train", action="store_true", help="time training iterations instead of inference")
     p.add_argument("--batch-size", type=int, default=2, help="images per training iteration (--train)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="inference: also print the N operators with the most self CPU time (torch.profiler)")
     p.add_argument("--no-flops", action="store_true")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)

@@ -69,3 +69,23 @@ def test_training_batch_maps_synthetic_classes_onto_the_config_dataset(tmp_path,
         assert labels and labels <= set(cats.thing_ids[:5]) | set(cats.stuff_ids[:4])
         assert labels & set(cats.stuff_ids[:4])
         assert all(0 <= c < 5 for c in x["instances"].gt_classes.tolist())
+
+
+def test_compare_fast_inference_agreement_by_hand():
+    """tools/compare_fast_inference.py's measures on a hand-built pair of panoptic outputs."""
+    import torch
+
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    from compare_fast_inference import compare_outputs
+
+    a = torch.tensor([[1, 1, 2, 2], [1, 1, 2, 2], [0, 3, 3, 3]])
+    b = torch.tensor([[5, 5, 5, 2], [5, 5, 2, 2], [0, 4, 4, 4]])  # ids differ; segment 1 grew by a pixel
+    info_a = [{"id": 1, "category_id": 7}, {"id": 2, "category_id": 0}, {"id": 3, "category_id": 3}]
+    info_b = [{"id": 5, "category_id": 7}, {"id": 2, "category_id": 0}, {"id": 4, "category_id": 1}]
+    r = compare_outputs((a, info_a), (b, info_b))
+    # categories: the grown pixel (7 vs 0) and segment 3/4's three pixels (3 vs 1) differ
+    assert r["pixels"] == 12 and r["category_same"] == 12 - 1 - 3
+    # segments: 1<->5 (4 px), 2<->2 (3 px), 3<->4 (3 px), void<->void (1 px) are mutual best matches
+    assert r["segment_same"] == 4 + 3 + 3 + 1
+    # PQ-style matches (same category, IoU > 0.5): 1<->5 (4/5), 2<->2 (3/4); 3<->4 has another category
+    assert (r["segments_a"], r["segments_b"], r["matched"]) == (3, 3, 2)
