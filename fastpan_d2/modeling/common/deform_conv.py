@@ -142,7 +142,7 @@ class _GatherDeformConv2d(torch.autograd.Function):
     def forward(ctx, x, offset, mask, weight, bias, stride, padding, dilation, groups):
         B, C, H, W, O, kh, kw, Ho, Wo, G = _geometry(x, offset, weight, stride, padding, dilation)
         K, P = kh * kw, B * Ho * Wo
-        rows = x.permute(0, 2, 3, 1).reshape(B * H * W * G, C // G)
+        rows = x.permute(0, 2, 3, 1).contiguous().view(B * H * W * G, C // G)
         py, px, m = _sampling_points(offset, mask, kh, kw, Ho, Wo, G, stride, padding, dilation)
         index, _, weights, _, _ = _bilinear_corners(py, px, H, W, G)
         if m is not None:
@@ -175,7 +175,7 @@ class _GatherDeformConv2d(torch.autograd.Function):
         B, C, H, W, O, kh, kw, Ho, Wo, G = _geometry(x, offset, weight, stride, padding, dilation)
         K, P, Cg = kh * kw, B * Ho * Wo, C // G
         acc = torch.promote_types(x.dtype, torch.float32)  # accumulators of the scattered sums
-        rows = x.permute(0, 2, 3, 1).reshape(B * H * W * G, Cg)
+        rows = x.permute(0, 2, 3, 1).contiguous().view(B * H * W * G, Cg)
         py, px, m = _sampling_points(offset, mask, kh, kw, Ho, Wo, G, stride, padding, dilation)
         index, inside, bilinear, ly, lx = _bilinear_corners(py, px, H, W, G)
         m = m.reshape(-1) if m is not None else None
