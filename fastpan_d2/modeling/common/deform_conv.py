@@ -22,8 +22,10 @@ Implementations (``impl``):
   weights and bias are cast to the autocast dtype (bfloat16) like a conv's; sampling
   coordinates are always computed in float32 (or float64 for float64 inputs).
 * ``"grid_sample"``: the same sampling as one ``F.grid_sample`` over all K taps, then one
-  matmul. Slower than ``"gather"`` (it materialises the whole column matrix) but made of
-  standard ops only, so it is what ``"auto"`` picks while tracing / exporting (ONNX).
+  matmul. Slower than ``"gather"`` on feature maps of real images (it materialises the whole
+  column matrix) but made of standard ops only, so it is what ``"auto"`` picks while tracing /
+  exporting (ONNX), and faster on tiny maps (fewer than ``GATHER_MIN_POSITIONS`` output
+  positions, e.g. the 128-pixel synthetic images' P4-P5), where "auto" takes it too.
 
 ``ModulatedDeformConv2d`` is the module: by default it predicts its own offsets and mask
 with a plain conv of the same kernel/stride/padding/dilation, initialised to zero, so a new
@@ -47,6 +49,10 @@ IMPLEMENTATIONS = ("auto", "gather", "grid_sample", "torchvision")
 # Output positions per gather + matmul tile: ~256-1024 keeps a tile's (positions, K*C) columns
 # in cache; 4096 lost much of the gain on this project's CPUs (DESIGN.md, "Speed facts").
 TILE = 512
+# Below this many output positions (batch x Ho x Wo) "auto" takes "grid_sample" on CPU: the
+# gather's fixed cost of index bookkeeping is then larger than what it saves (measured: the
+# two are at par around 2-4k positions forward + backward, the gather ahead above).
+GATHER_MIN_POSITIONS = 2048
 
 
 def _out_size(size, k, stride, pad, dil):
@@ -185,41 +191,52 @@ class _GatherDeformConv2d(torch.autograd.Function):
         need_x, need_off, need_mask, need_w = ctx.needs_input_grad[:4]
         grad_rows = torch.zeros(rows.shape, dtype=acc, device=x.device) if need_x else None
         grad_wmat = torch.zeros(wmat.shape, dtype=acc, device=x.device) if need_w else None
-        # d(output)/d(value at corner c) dotted with the upstream gradient, per sampling point
-        corner_dots = torch.empty_like(bilinear) if (need_off or need_mask) else None
+        # The mask and offset gradients are dot products of the upstream column gradient with the
+        # point's sample taken with other weights: the bilinear ones (the unmodulated sample, for
+        # the mask) and their derivatives in py and px (for the offsets). One embedding_bag of
+        # 3 x the points computes the three samples of a tile.
+        need_dots = need_off or (need_mask and m is not None)
+        if need_dots:
+            hy, hx = 1 - ly, 1 - lx
+            d_py = torch.stack((-hx, -lx, hx, lx), dim=-1) * inside
+            d_px = torch.stack((-hy, hy, -ly, ly), dim=-1) * inside
+            probes = torch.stack((bilinear, d_py, d_px)).to(x.dtype)  # (3, N, 4)
+            dots = torch.empty(probes.shape[:2], dtype=acc, device=x.device)
         n = K * G
         for p0 in range(0, P, TILE):
             p1 = min(P, p0 + TILE)
             s0, s1 = p0 * n, p1 * n
+            index_t = index[s0:s1]
             go_t = go[p0:p1].view(p1 - p0, groups, O // groups).transpose(0, 1)  # (groups, T, O/groups)
+            samples = None
+            if need_dots:
+                samples = F.embedding_bag(
+                    index_t.repeat(3, 1), rows, per_sample_weights=probes[:, s0:s1].reshape(-1, 4), mode="sum"
+                ).view(3, s1 - s0, Cg)
             if need_w:
-                cols = F.embedding_bag(index[s0:s1], rows, per_sample_weights=weights[s0:s1], mode="sum")
+                if samples is None:
+                    cols = F.embedding_bag(index_t, rows, per_sample_weights=weights[s0:s1], mode="sum")
+                else:  # the forward's columns: the unmodulated sample times the mask
+                    cols = samples[0] if m is None else samples[0] * m[s0:s1, None].to(x.dtype)
                 grad_wmat += torch.bmm(_columns_by_group(cols.view(p1 - p0, K * C), K, groups).transpose(1, 2), go_t)
             gcols = torch.bmm(go_t, wmat.transpose(1, 2))  # (groups, T, K*C/groups)
             gcols = gcols.view(groups, p1 - p0, K, -1).permute(1, 2, 0, 3).reshape(s1 - s0, Cg)
             if need_x:
-                src = weights[s0:s1].to(acc)[:, :, None] * gcols.to(acc)[:, None, :]
-                grad_rows.index_add_(0, index[s0:s1].reshape(-1), src.view(-1, Cg))
-            if corner_dots is not None:
-                corners = rows.index_select(0, index[s0:s1].reshape(-1)).view(s1 - s0, 4, Cg)
-                corner_dots[s0:s1] = torch.bmm(corners, gcols[:, :, None]).view(s1 - s0, 4)
+                # the transposed gather: corner by corner (4 scatters of (points, C/G) beat one of 4x that)
+                gcols_acc, w_acc = gcols.to(acc), weights[s0:s1].to(acc)
+                for c, corner_rows in enumerate(index_t.t().contiguous()):
+                    grad_rows.index_add_(0, corner_rows, gcols_acc * w_acc[:, c : c + 1])
+            if need_dots:
+                dots[:, s0:s1] = torch.einsum("knc,nc->kn", samples, gcols)
         grad_x = grad_offset = grad_mask = grad_weight = grad_bias = None
         if need_x:
             grad_x = grad_rows.view(B, H, W, C).permute(0, 3, 1, 2).to(x.dtype)
             grad_x = grad_x.contiguous(memory_format=_memory_format(x))
-        if corner_dots is not None:
-            corner_dots *= inside  # rows of outside corners were stand-ins
         if need_mask and m is not None:
-            grad_mask = (bilinear * corner_dots).sum(1)
-            grad_mask = grad_mask.view(B, Ho, Wo, K, G).permute(0, 4, 3, 1, 2).reshape(mask.shape).to(mask.dtype)
+            grad_mask = dots[0].view(B, Ho, Wo, K, G).permute(0, 4, 3, 1, 2).reshape(mask.shape).to(mask.dtype)
         if need_off:
-            s00, s01, s10, s11 = corner_dots.unbind(1)
-            hy, hx = 1 - ly, 1 - lx
-            gy = hx * (s10 - s00) + lx * (s11 - s01)
-            gx = hy * (s01 - s00) + ly * (s11 - s10)
-            scale = m if m is not None else 1.0
-            grad = torch.stack((gy * scale, gx * scale), dim=-1)  # (N, 2)
-            grad = grad.view(B, Ho, Wo, K, G, 2).permute(0, 4, 3, 5, 1, 2).reshape(offset.shape)
+            grad = dots[1:] if m is None else dots[1:] * m
+            grad = grad.view(2, B, Ho, Wo, K, G).permute(1, 5, 4, 0, 2, 3).reshape(offset.shape)
             grad_offset = grad.to(offset.dtype)
         if need_w:
             grad_weight = grad_wmat.transpose(1, 2).reshape(O, kh, kw, C // groups).permute(0, 3, 1, 2)
@@ -286,14 +303,17 @@ def modulated_deform_conv2d(
 ):
     """Modulated deformable conv; same arguments/result as torchvision's ``deform_conv2d``.
 
-    impl: "auto" (torchvision on CUDA; on CPU "gather", or "grid_sample" while tracing or
-    exporting), "gather", "grid_sample" or "torchvision"; see the module docstring.
+    impl: "auto" (torchvision on CUDA; on CPU "gather", or "grid_sample" for fewer than
+    ``GATHER_MIN_POSITIONS`` output positions and while tracing or exporting), "gather",
+    "grid_sample" or "torchvision"; see the module docstring.
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     if impl == "auto":
         if x.is_cuda:
             impl = "torchvision"
         elif torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            impl = "grid_sample"
+        elif offset.shape[0] * offset.shape[2] * offset.shape[3] < GATHER_MIN_POSITIONS:
             impl = "grid_sample"
         else:
             impl = "gather"

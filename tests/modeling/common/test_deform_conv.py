@@ -213,17 +213,19 @@ def test_external_offsets():
     torch.testing.assert_close(m(x, off, mask), ref, atol=1e-5, rtol=1e-5)
 
 
-def test_auto_picks_gather_on_cpu_and_grid_sample_while_tracing(monkeypatch):
+def test_auto_picks_by_size_on_cpu_and_grid_sample_while_tracing(monkeypatch):
     calls = []
     for name in ("_gather_deform_conv2d", "_grid_sample_deform_conv2d"):
         real = getattr(dc, name)
         monkeypatch.setattr(dc, name, lambda *a, _n=name, _f=real: calls.append(_n) or _f(*a))
+    monkeypatch.setattr(dc, "GATHER_MIN_POSITIONS", 30)
     m = ModulatedDeformConv2d(3, 2, 3).eval()
-    x = torch.randn(1, 3, 6, 5)
+    small, x = torch.randn(1, 3, 5, 5), torch.randn(1, 3, 6, 5)  # 25 and 30 output positions
     with torch.no_grad():
+        m(small)
         eager = m(x)
         traced = torch.jit.trace(m, x, check_trace=False)
-    assert calls == ["_gather_deform_conv2d", "_grid_sample_deform_conv2d"]
+    assert calls == ["_grid_sample_deform_conv2d", "_gather_deform_conv2d", "_grid_sample_deform_conv2d"]
     torch.testing.assert_close(traced(x), eager, atol=1e-5, rtol=1e-5)
 
 
