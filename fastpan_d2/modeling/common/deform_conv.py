@@ -14,13 +14,15 @@ Implementations (``impl``):
   their weights (bilinear weight × validity × modulation Δmk) are computed once, then output
   positions are processed in tiles of ``TILE`` positions: one ``F.embedding_bag`` gathers the
   weighted rows into the (tile, K·C) columns and one matmul with the (K·C, O) weights gives
-  the tile's output. The backward pass is written out (``_GatherDeformConv2d``): it recomputes
-  the columns per tile instead of keeping them, so training holds no (B·Ho·Wo, K·C) buffer.
-  Out-of-image pixels count as zero, and at integer sampling coordinates (where bilinear
-  sampling has a kink) the offset gradient is the one-sided one torchvision takes, so the two
-  agree to rounding in every gradient. Under CPU autocast the image,
-  weights and bias are cast to the autocast dtype (bfloat16) like a conv's; sampling
-  coordinates are always computed in float32 (or float64 for float64 inputs).
+  the tile's output. The backward pass is written out (``_GatherDeformConv2d``) and tiled the
+  same way: it recomputes a tile's samples instead of keeping the columns, so training holds no
+  (B·Ho·Wo, K·C) buffer; the mask and offset gradients are dot products of the column gradient
+  with samples taken at the bilinear weights and at their derivatives in y and x, the input
+  gradient four per-corner scatters. Out-of-image pixels count as zero, and at integer sampling
+  coordinates (where bilinear sampling has a kink) the offset gradient is the one-sided one
+  torchvision takes, so the two agree to rounding in every gradient. Under CPU autocast the
+  image, weights and bias are cast to the autocast dtype (bfloat16) as a conv's are; sampling
+  coordinates are always computed in float32 (float64 for float64 offsets).
 * ``"grid_sample"``: the same sampling as one ``F.grid_sample`` over all K taps, then one
   matmul. Slower than ``"gather"`` on feature maps of real images (it materialises the whole
   column matrix) but made of standard ops only, so it is what ``"auto"`` picks while tracing /
