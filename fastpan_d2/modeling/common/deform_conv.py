@@ -48,9 +48,11 @@ __all__ = ["modulated_deform_conv2d", "ModulatedDeformConv2d", "IMPLEMENTATIONS"
 
 IMPLEMENTATIONS = ("auto", "gather", "grid_sample", "torchvision")
 
-# Output positions per gather + matmul tile: ~256-1024 keeps a tile's (positions, K*C) columns
-# in cache; 4096 lost much of the gain on this project's CPUs (DESIGN.md, "Speed facts").
-TILE = 512
+# Output positions per gather + matmul tile. Measured on YOSO's and LPSNet's layers at 800x1333
+# (tools/benchmark_deform_conv.py, 2 threads): float32 is flat from 256 to 2048 except with 1024
+# input channels (2048: +15%), bfloat16 gains up to 30% from 512 to 1024-2048; 4096 lost much of
+# the gain (DESIGN.md, "Speed facts").
+TILE = 1024
 # Below this many output positions (batch x Ho x Wo) "auto" takes "grid_sample" on CPU: the
 # gather's fixed cost of index bookkeeping is then larger than what it saves (measured: the
 # two are at par around 2-4k positions forward + backward, the gather ahead above).
