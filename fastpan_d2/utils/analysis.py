@@ -4,10 +4,10 @@ Mirrors ``detectron2.utils.analysis`` (``flop_count_operators(model, inputs)``) 
 detectron2's / fvcore's conventions, so totals compare with the model zoo's and the papers'
 "FLOPs": one multiply-add is one flop; convolutions, ``mm``/``addmm``/``bmm`` (so ``linear``,
 ``matmul`` and ``einsum``) count their multiply-adds; group/layer norm 5 per element (4 without
-affine), BatchNorm 2 per element in eval mode (1 without affine; 5/4 in training),
-bilinear upsampling 4 and nearest 1 per output element, adaptive average pooling 1 per input
-element, ``grid_sample`` 4 per output element; elementwise ops (FrozenBatchNorm among them)
-count 0.
+affine), BatchNorm 2 per element in eval mode (1 without affine; 5/4 in training; detectron2's
+FrozenBatchNorm runs as one at inference), bilinear upsampling 4 and nearest 1 per output
+element, adaptive average pooling 1 per input element, ``grid_sample`` 4 per output element;
+elementwise ops count 0.
 What fvcore misses and this counts:
 
 * attention: ``scaled_dot_product_attention`` (Q·Kᵀ and A·V: 2·B·h·Lq·Lk·d) whichever kernel it
