@@ -28,7 +28,10 @@ so the ratio compares like with like.
 the config's own optimizer, ``--batch-size`` images, default 2) at ``--input-size``, A and B
 alternately. The batch is drawn once from the synthetic dataset generated at that size, with its
 categories mapped onto each config's training dataset's classes, so every network trains on the
-label space its config builds (e.g. COCO's 133 classes) at exactly the given size.
+label space its config builds (e.g. COCO's 133 classes) at exactly the given size. The optimizer
+steps with learning rate 0: the step costs what it costs, but the weights do not move, so every
+timed iteration does the same work and random weights cannot diverge (a random R-50 with
+FrozenBN does within two steps at the paper's learning rate).
 """
 import argparse
 import json
@@ -312,7 +315,10 @@ def benchmark_train(args):
     runs = []
     for cfg, model in built:
         batch = training_batch(cfg, args)
-        runs.append((model, build_optimizer(cfg, model), batch, []))
+        optimizer = build_optimizer(cfg, model)
+        for group in optimizer.param_groups:  # the step's arithmetic runs; the weights stay put
+            group["lr"] = 0.0
+        runs.append((model, optimizer, batch, []))
     with EventStorage(0) as storage:  # detectron2's models log training statistics into it
         for i in range(args.warmup + args.iters):
             for model, optimizer, batch, times in runs:

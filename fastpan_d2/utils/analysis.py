@@ -167,8 +167,7 @@ class MultiplyAddCounter(TorchDispatchMode):
         if formula is not None:
             n = formula(*args, **kwargs, out_val=out) // _PER_MAC
             self._by_op[func._overloadpacket] += n
-            for name in set(self._stack):
-                self._by_module[name] += n
+            self._by_module[self._stack[-1] if self._stack else ""] += n
         return out
 
     def total(self):
@@ -180,11 +179,16 @@ class MultiplyAddCounter(TorchDispatchMode):
 
     def by_module(self, depth=None):
         """{module path: multiply-adds} of modules at most ``depth`` levels below the model
-        (1 = its direct children); a module's count includes its submodules'."""
-        return {
-            name: n for name, n in self._by_module.items()
-            if depth is None or (name.count(".") + 1 if name else 0) <= depth
-        }
+        (1 = its direct children). An operator counts for the innermost module running it and
+        for that module's ancestors in the model, whoever called it: a head whose submodules a
+        meta-arch calls through a method other than ``forward`` still gets their count."""
+        out = defaultdict(int)
+        for name, n in self._by_module.items():
+            parts = name.split(".") if name else []
+            for level in range(len(parts) + 1):
+                if depth is None or level <= depth:
+                    out[".".join(parts[:level])] += n
+        return dict(out)
 
 
 def _call(model, inputs):

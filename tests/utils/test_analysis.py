@@ -126,3 +126,28 @@ def test_by_module_and_model_mode():
     assert deep["a.0"] == 9 * 6 and deep["a.1"] == 9 * 12
     flop_count_operators(net, (x,))
     assert net.training  # restored
+
+
+def test_by_module_credits_a_head_called_through_a_method():
+    """A meta-arch that calls ``self.head.layers(x)`` (not ``forward``) still credits ``head``."""
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 1)
+
+        def layers(self, x):
+            return self.conv(x)
+
+    class Arch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = Head()
+
+        def forward(self, x):
+            return self.head.layers(x).sum(1) @ torch.ones(4, 5)
+
+    x = torch.randn(1, 2, 4, 4)
+    total, by_module = count_flops(Arch(), (x,), by_module_depth=1)
+    assert by_module == {"": total, "head": 16 * 2 * 3}
+    assert total == 16 * 2 * 3 + 4 * 4 * 5  # the matmul is the meta-arch's own
