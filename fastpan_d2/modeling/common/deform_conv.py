@@ -298,7 +298,7 @@ def _grid_sample_deform_conv2d(x, offset, mask, weight, bias, stride, padding, d
     w = weight.reshape(groups, O // groups, C // groups * K)
     out = torch.matmul(w.unsqueeze(0), cols).reshape(B, O, Ho, Wo)
     if bias is not None:
-        out = out + bias.view(1, O, 1, 1)
+        out = out + bias.view(1, O, 1, 1).to(out.dtype)  # under autocast, out is bfloat16 like a conv's
     return out
 
 

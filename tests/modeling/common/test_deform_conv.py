@@ -137,6 +137,10 @@ def test_gather_under_cpu_autocast_is_bfloat16_and_close_to_float32():
     # and it is not float32 in disguise: float32 agrees ~1000x better
     y32, _ = _run("gather", tensors, geometry)
     assert _rel_err(y32, y_ref) < 1e-5 < _rel_err(y, y_ref)
+    # the grid_sample path (tiny maps, export) also returns bfloat16, bias included
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_gs, _ = _run("grid_sample", tensors, geometry)
+    assert y_gs.dtype == torch.bfloat16 and _rel_err(y_gs, y_ref) < 2e-2
 
 
 def test_integer_offsets_shift_exactly():
