@@ -26,8 +26,8 @@ Implementations (``impl``):
 * ``"grid_sample"``: the same sampling as one ``F.grid_sample`` over all K taps, then one
   matmul. Slower than ``"gather"`` on feature maps of real images (it materialises the whole
   column matrix) but made of standard ops only, so it is what ``"auto"`` picks while tracing /
-  exporting (ONNX), and faster on tiny maps (fewer than ``GATHER_MIN_POSITIONS`` output
-  positions, e.g. the 128-pixel synthetic images' P4-P5), where "auto" takes it too.
+  exporting (ONNX), and faster on tiny maps (below ``GATHER_MIN_WORK`` output positions x
+  input channels, e.g. the 128-pixel synthetic images' P3-P5), where "auto" takes it too.
 
 ``ModulatedDeformConv2d`` is the module: by default it predicts its own offsets and mask
 with a plain conv of the same kernel/stride/padding/dilation, initialised to zero, so a new
@@ -53,10 +53,11 @@ IMPLEMENTATIONS = ("auto", "gather", "grid_sample", "torchvision")
 # input channels (2048: +15%), bfloat16 gains up to 30% from 512 to 1024-2048; 4096 lost much of
 # the gain (DESIGN.md, "Speed facts").
 TILE = 1024
-# Below this many output positions (batch x Ho x Wo) "auto" takes "grid_sample" on CPU: the
-# gather's fixed cost of index bookkeeping is then larger than what it saves (measured: the
-# two are at par around 2-4k positions forward + backward, the gather ahead above).
-GATHER_MIN_POSITIONS = 2048
+# Below this many (output positions x input channels) "auto" takes "grid_sample" on CPU: the
+# gather's index bookkeeping (per sampling point) then costs more than it saves (per channel).
+# Measured forward + backward: at par at 1024 positions x 64 channels, gather ahead from ~1000
+# positions x 128 channels on (LPSNet's P5 at 800x1333: 1.7x).
+GATHER_MIN_WORK = 2**17
 
 
 def _out_size(size, k, stride, pad, dil):
@@ -307,9 +308,9 @@ def modulated_deform_conv2d(
 ):
     """Modulated deformable conv; same arguments/result as torchvision's ``deform_conv2d``.
 
-    impl: "auto" (torchvision on CUDA; on CPU "gather", or "grid_sample" for fewer than
-    ``GATHER_MIN_POSITIONS`` output positions and while tracing or exporting), "gather",
-    "grid_sample" or "torchvision"; see the module docstring.
+    impl: "auto" (torchvision on CUDA; on CPU "gather", or "grid_sample" below
+    ``GATHER_MIN_WORK`` output positions x input channels and while tracing or exporting),
+    "gather", "grid_sample" or "torchvision"; see the module docstring.
     """
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     if impl == "auto":
@@ -317,7 +318,7 @@ def modulated_deform_conv2d(
             impl = "torchvision"
         elif torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             impl = "grid_sample"
-        elif offset.shape[0] * offset.shape[2] * offset.shape[3] < GATHER_MIN_POSITIONS:
+        elif offset.shape[0] * offset.shape[2] * offset.shape[3] * x.shape[1] < GATHER_MIN_WORK:
             impl = "grid_sample"
         else:
             impl = "gather"

@@ -222,9 +222,9 @@ def test_auto_picks_by_size_on_cpu_and_grid_sample_while_tracing(monkeypatch):
     for name in ("_gather_deform_conv2d", "_grid_sample_deform_conv2d"):
         real = getattr(dc, name)
         monkeypatch.setattr(dc, name, lambda *a, _n=name, _f=real: calls.append(_n) or _f(*a))
-    monkeypatch.setattr(dc, "GATHER_MIN_POSITIONS", 30)
+    monkeypatch.setattr(dc, "GATHER_MIN_WORK", 90)
     m = ModulatedDeformConv2d(3, 2, 3).eval()
-    small, x = torch.randn(1, 3, 5, 5), torch.randn(1, 3, 6, 5)  # 25 and 30 output positions
+    small, x = torch.randn(1, 3, 5, 5), torch.randn(1, 3, 6, 5)  # 25 and 30 output positions x 3 channels
     with torch.no_grad():
         m(small)
         eager = m(x)
