@@ -78,6 +78,8 @@ def _geometry(x, offset, weight, stride, padding, dilation):
     Ho = _out_size(H, kh, stride[0], padding[0], dilation[0])
     Wo = _out_size(W, kw, stride[1], padding[1], dilation[1])
     G = offset.shape[1] // (2 * K)
+    if torch.jit.is_tracing():  # shapes are traced values here; checking them only warns
+        return B, C, H, W, O, kh, kw, Ho, Wo, G
     if G < 1 or offset.shape[1] != 2 * G * K or C % G or C % Cg:
         raise ValueError(
             f"deformable conv: offset has {offset.shape[1]} channels; expected 2 * offset_groups * {K} "
