@@ -41,6 +41,13 @@ def add_shared_config(cfg):
     cfg.TEST.TIMING.ENABLED = True
     cfg.TEST.TIMING.WARMUP = 3  # images per process not counted
 
+    # --- fast inference path (engine/fast_inference.py; evaluation, tools/benchmark.py --fast) ---
+    cfg.TEST.FOLD_BATCHNORM = False  # fold FrozenBN / eval-mode BN into the conv before it (exact)
+    cfg.TEST.CHANNELS_LAST = False  # channels-last weights, hence activations
+    cfg.TEST.AMP = CN()
+    cfg.TEST.AMP.ENABLED = False  # autocast the forward; outputs returned as float32
+    cfg.TEST.AMP.DTYPE = ""  # "" = bfloat16 on CPU (where the CPU has it), float16 on CUDA
+
 
 def add_fastpan_config(cfg):
     add_shared_config(cfg)

@@ -7,6 +7,8 @@ It picks from the config
 * the LR schedule (detectron2's ``WarmupMultiStepLR`` / ``WarmupCosineLR`` and ``WarmupPolyLR``),
 * the evaluator (``COCOPanopticEvaluator`` for ``evaluator_type == "coco_panoptic_seg"``),
 and times inference during evaluation (``engine/timing.py``), adding a "timing" entry per dataset.
+Evaluation runs the fast inference path the config asks for (``TEST.FOLD_BATCHNORM``,
+``TEST.CHANNELS_LAST``, ``TEST.AMP``; ``engine/fast_inference.py``) on a copy of the model.
 It also runs DDP on CPU (gloo) when launched with several CPU processes.
 """
 import itertools
@@ -27,6 +29,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..data import DATASET_MAPPER_REGISTRY
 from ..data import datasets as _datasets
+from .fast_inference import fast_inference_copy
 from .launch import create_ddp_model
 from .lr_scheduler import WarmupPolyLR
 from .timing import InferenceTimer, format_timing
@@ -179,6 +182,7 @@ class Trainer(DefaultTrainer):
         if evaluators is not None and not isinstance(evaluators, (list, tuple)):
             evaluators = [evaluators]
         results = OrderedDict()
+        model = fast_inference_copy(model, cfg)
         for idx, dataset_name in enumerate(cfg.DATASETS.TEST):
             data_loader = cls.build_test_loader(cfg, dataset_name)
             evaluator = evaluators[idx] if evaluators is not None else cls.build_evaluator(cfg, dataset_name)

@@ -24,7 +24,7 @@ def test_benchmark_ab_json(tmp_path):
                   "--input-size", "64", "96", "--iters", "2", "--warmup", "1", "--json", str(out)])
     assert "ratio latency a/b" in stdout
     result = json.loads(out.read_text())
-    assert set(result) == {"a", "b", "ratio_latency_a_over_b"}
+    assert set(result) == {"a", "b", "ratio_latency_a_over_b", "flop_efficiency_a_over_b"}
     for key in ("a", "b"):
         r = result[key]
         assert set(r) >= {"config", "input_size", "device", "latency_ms_median", "latency_ms_p90", "fps",
